@@ -1,0 +1,28 @@
+"""Flax NNX LLaMA with LoRA, plus weight loading (HF safetensors dirs, GGUF, built-ins)."""
+
+from .config import LlamaConfig, default_dtype, rope_inv_freq
+from .llama import (
+    ALL_TARGETS,
+    Llama,
+    LoRAConfig,
+    LoRAParam,
+    causal_mask,
+    count_params,
+    segment_mask,
+)
+from .functional import (
+    apply_hidden,
+    apply_lm_head,
+    apply_logits,
+    merge_model,
+    split_model,
+    token_logprobs,
+)
+from .loading import ModelLoadError, load_model, resolve_spec
+
+__all__ = [
+    "ALL_TARGETS", "LlamaConfig", "Llama", "LoRAConfig", "LoRAParam", "ModelLoadError",
+    "apply_hidden", "apply_lm_head", "apply_logits", "causal_mask", "count_params",
+    "default_dtype", "load_model", "merge_model", "resolve_spec", "rope_inv_freq",
+    "segment_mask", "split_model", "token_logprobs",
+]
