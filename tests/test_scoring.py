@@ -1,0 +1,125 @@
+"""Action scoring: naive == packed == a plain causal run over each joined text."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from twosome_jax.model import Llama, LlamaConfig, LoRAConfig, LoRAParam, split_model
+from twosome_jax.scoring import (
+    action_logprobs,
+    critic_features,
+    encode_texts,
+    normalize_scores,
+    policy_logits,
+)
+from twosome_jax.tokenizer import tiny_tokenizer
+
+PROMPTS = [
+    "There is a fixed cutting board in the room. You notice a tomato on the table. "
+    "Currently you don't have anything in hand. To serve the dish of a bowl only containing "
+    "chopped tomato, you should first",
+    "Currently you are standing in front of the cutting board, carrying a bowl in hand. To serve, you should first",
+]
+ACTIONS = [
+    ["pick up the tomato", "take the bowl", "walk to the cutting board", "serve nothing", "chop nothing"],
+    ["put the tomato in the bowl", "take the bowl", "put the bowl on the cutting board", "serve the dish"],
+]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    tok = tiny_tokenizer()
+    model = Llama(LlamaConfig.tiny(vocab_size=len(tok)), LoRAConfig(rank=4, alpha=8.0,
+                  targets=("q_proj", "v_proj", "down_proj")), rngs=nnx.Rngs(3))
+    graphdef, base, lora = split_model(model)
+    # nonzero B so the adapters matter
+    lora = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(7), x.shape, x.dtype), lora)
+    tokens = jax.tree.map(jnp.asarray, vars(encode_texts(tok, PROMPTS, ACTIONS)))
+    from types import SimpleNamespace
+    return tok, graphdef, base, lora, SimpleNamespace(**tokens)
+
+
+def _reference(tok, graphdef, base, lora, use_lora=True):
+    """Each prompt + ' ' + action as its own unpadded sequence, full-vocab log-softmax."""
+    out = np.zeros((len(PROMPTS), max(map(len, ACTIONS))))
+    from twosome_jax.model import apply_logits
+    for n, (prompt, acts) in enumerate(zip(PROMPTS, ACTIONS)):
+        p = tok(prompt)["input_ids"]
+        for k, act in enumerate(acts):
+            full = tok(prompt + " " + act)["input_ids"]
+            logits = apply_logits(graphdef, base, lora, jnp.asarray([full]), use_lora=use_lora)[0]
+            lp = jax.nn.log_softmax(logits, -1)
+            out[n, k] = sum(float(lp[t - 1, full[t]]) for t in range(len(p), len(full)))
+    return out
+
+
+@pytest.mark.parametrize("implementation", ["packed", "naive"])
+def test_matches_plain_causal_runs(setup, implementation):
+    tok, graphdef, base, lora, tokens = setup
+    ref = _reference(tok, graphdef, base, lora)
+    got = np.asarray(action_logprobs(graphdef, base, lora, tokens, implementation=implementation))
+    valid = np.asarray(tokens.action_mask)
+    np.testing.assert_allclose(got[valid], ref[valid], atol=1e-4)
+    assert np.all(got[~valid] == 0)
+
+
+def test_adapters_off_matches_reference(setup):
+    tok, graphdef, base, lora, tokens = setup
+    ref = _reference(tok, graphdef, base, lora, use_lora=False)
+    got = np.asarray(action_logprobs(graphdef, base, lora, tokens, use_lora=False))
+    valid = np.asarray(tokens.action_mask)
+    np.testing.assert_allclose(got[valid], ref[valid], atol=1e-4)
+
+
+def test_packed_and_naive_gradients_agree(setup):
+    _, graphdef, base, lora, tokens = setup
+
+    def loss(lora, implementation):
+        logits = policy_logits(graphdef, base, lora, tokens, implementation=implementation)
+        logp = jax.nn.log_softmax(logits, -1)
+        return jnp.sum(jnp.where(tokens.action_mask, logp * jnp.arange(logp.shape[-1]), 0.0))
+
+    gp = jax.grad(loss)(lora, "packed")
+    gn = jax.grad(loss)(lora, "naive")
+    leaves_p, leaves_n = jax.tree.leaves(gp), jax.tree.leaves(gn)
+    assert leaves_p and all(float(jnp.abs(x).max()) > 0 for x in leaves_p)
+    for a, b in zip(leaves_p, leaves_n):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4, rtol=1e-3)
+
+
+def test_normalizations_and_invalid_actions(setup):
+    _, graphdef, base, lora, tokens = setup
+    lp = action_logprobs(graphdef, base, lora, tokens)
+    word = normalize_scores(lp, tokens, "word")
+    tokn = normalize_scores(lp, tokens, "token")
+    np.testing.assert_allclose(word[0, 0], lp[0, 0] / 4, rtol=1e-6)  # "pick up the tomato": 4 words
+    np.testing.assert_allclose(tokn[0, 1], lp[0, 1] / tokens.action_len[0, 1], rtol=1e-6)
+    assert np.isneginf(np.asarray(word[1, 4])) and np.isneginf(np.asarray(tokn[1, 4]))
+    probs = jax.nn.softmax(word, -1)
+    np.testing.assert_allclose(np.asarray(probs.sum(-1)), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="accepted: sum, token, word"):
+        normalize_scores(lp, tokens, "chars")
+
+
+def test_critic_feature_ignores_right_padding(setup):
+    tok, graphdef, base, lora, tokens = setup
+    feats = critic_features(graphdef, base, lora, tokens)
+    from twosome_jax.model import apply_hidden
+    for n, prompt in enumerate(PROMPTS):
+        ids = tok(prompt)["input_ids"]
+        h = apply_hidden(graphdef, base, lora, jnp.asarray([ids]), use_lora=False)[0, -1]
+        np.testing.assert_allclose(np.asarray(feats[n]), np.asarray(h), atol=1e-5)
+    wider = encode_texts(tok, PROMPTS, ACTIONS, prompt_pad=tokens.prompt_ids.shape[1] + 16)
+    from types import SimpleNamespace
+    feats_wide = critic_features(graphdef, base, lora, SimpleNamespace(**jax.tree.map(jnp.asarray, vars(wider))))
+    np.testing.assert_allclose(np.asarray(feats_wide), np.asarray(feats), atol=1e-5)
+
+
+def test_encode_rejects_non_prefix_tokenizer():
+    class Joiner:  # a tokenizer whose tokens of "ab" are not a prefix of "ab c"'s tokens
+        def __call__(self, text):
+            return {"input_ids": [len(text)] + [ord(c) for c in text]}
+    with pytest.raises(ValueError, match="not a prefix"):
+        encode_texts(Joiner(), ["ab"], [["c"]])
