@@ -1,0 +1,101 @@
+"""PPO pieces against hand-computed values."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from twosome_jax.ppo import (
+    PPOHyper,
+    Transition,
+    categorical_entropy,
+    gae,
+    make_optimizer,
+    policy_loss,
+    ppo_update,
+    set_learning_rate,
+    value_loss,
+)
+
+
+def test_gae_smdp_hand_computed():
+    # gamma 0.9, lambda 0.8; macro steps 1, 2, 3; the obs at t=2 starts a new episode.
+    #   t=2: disc 0.9^3=0.729, bootstrap from next_value 0.7: delta = 2 + 0.729*0.7 - 0.2 = 2.3103
+    #   t=1: next obs is a reset (done) -> delta = 0.5 - 1.0 = -0.5, A = -0.5
+    #   t=0: disc 0.9: delta = 1 + 0.9*1.0 - 0.5 = 1.4; A = 1.4 + 0.9*0.8*(-0.5) = 1.04
+    adv, ret = gae(rewards=jnp.array([1.0, 0.5, 2.0]), values=jnp.array([0.5, 1.0, 0.2]),
+                   dones=jnp.array([False, False, True]), macro_steps=jnp.array([1, 2, 3]),
+                   next_value=jnp.float32(0.7), next_done=jnp.bool_(False), gamma=0.9, lam=0.8)
+    np.testing.assert_allclose(adv, [1.04, -0.5, 2.3103], rtol=1e-6)
+    np.testing.assert_allclose(ret, [1.54, 0.5, 2.5103], rtol=1e-6)
+
+
+def test_gae_terminal_bootstrap_and_batch_axis():
+    adv, _ = gae(rewards=jnp.ones((2, 3)), values=jnp.zeros((2, 3)), dones=jnp.zeros((2, 3), bool),
+                 macro_steps=jnp.ones((2, 3), jnp.int32), next_value=jnp.full((3,), 10.0),
+                 next_done=jnp.array([True, False, False]), gamma=0.5, lam=1.0)
+    # env 0: next obs is terminal -> no bootstrap: A1 = 1, A0 = 1 + 0.5*1 = 1.5
+    # env 1: A1 = 1 + 0.5*10 = 6, A0 = 1 + 0.5*6 = 4
+    np.testing.assert_allclose(adv[:, 0], [1.5, 1.0])
+    np.testing.assert_allclose(adv[:, 1], [4.0, 6.0])
+
+
+def test_value_loss_clipping_hand_computed():
+    v, old, ret = jnp.array([1.0, 0.0]), jnp.array([0.5, 0.0]), jnp.array([2.0, 1.0])
+    # sample 0: unclipped (1-2)^2 = 1; clipped value 0.5+0.2=0.7 -> (0.7-2)^2 = 1.69 -> max 1.69
+    # sample 1: both (0-1)^2 = 1
+    np.testing.assert_allclose(value_loss(v, old, ret, clip_coef=0.2, clip_vloss=True), 0.5 * (1.69 + 1) / 2)
+    np.testing.assert_allclose(value_loss(v, old, ret, clip_coef=0.2, clip_vloss=False), 0.5 * (1 + 1) / 2)
+
+
+def test_policy_loss_and_entropy_hand_computed():
+    logits = jnp.log(jnp.array([[0.5, 0.5, 0.0], [0.25, 0.75, 0.0]]))  # third action invalid (-inf)
+    np.testing.assert_allclose(categorical_entropy(logits), [np.log(2), -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))],
+                               rtol=1e-6)
+    old = jnp.log(jnp.array([0.5, 0.5]))  # ratios 1.0 and 1.5 for actions 0 and 1
+    loss, info = policy_loss(logits, jnp.array([0, 1]), old, jnp.array([1.0, 1.0]),
+                             clip_coef=0.2, ent_coef=0.0, norm_adv=False)
+    # pg = mean(max(-1*1, -1*1), max(-1.5, -1.2)) = mean(-1, -1.2) = -1.1
+    np.testing.assert_allclose(loss, -1.1, rtol=1e-6)
+    np.testing.assert_allclose(info["clipfrac"], 0.5)
+
+
+def test_learning_rate_is_settable_inside_jit():
+    tx = make_optimizer("adam", 1e-3, 0.5)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+
+    @jax.jit
+    def step(state):
+        state = set_learning_rate(state, 0.0)
+        updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+        return updates
+    assert np.all(np.asarray(step(state)["w"]) == 0)
+
+
+def _toy_update(target_kl, lr):
+    """A linear softmax policy on random data; returns the update's metrics."""
+    B, A, F = 32, 4, 3
+    key = jax.random.key(0)
+    obs = jax.random.normal(key, (B, F))
+    batch = Transition(obs=obs, action=jax.random.randint(key, (B,), 0, A), logp=jnp.full((B,), -np.log(A)),
+                       value=jnp.zeros(B), reward=jnp.zeros(B), done=jnp.zeros(B, bool),
+                       macro_steps=jnp.ones(B, jnp.int32), critic_input=obs)
+    actor, critic = {"w": jnp.zeros((F, A))}, {"w": jnp.zeros((F,))}
+    actor_tx, critic_tx = make_optimizer("adamw", lr, 0.5), make_optimizer("adam", 1e-3, 0.5)
+    hyper = PPOHyper(target_kl=target_kl, policy_num_minibatches=8, value_num_minibatches=2,
+                     gradient_accumulation_steps=2)
+    out = ppo_update(hyper=hyper, policy_logits_fn=lambda p, o: o @ p["w"], value_fn=lambda p, x: x @ p["w"],
+                     actor_params=actor, critic_params=critic, actor_opt=actor_tx.init(actor),
+                     critic_opt=critic_tx.init(critic), actor_tx=actor_tx, critic_tx=critic_tx, batch=batch,
+                     advantages=jax.random.normal(jax.random.key(1), (B,)), returns=jnp.ones(B),
+                     rng=jax.random.key(2))
+    return out
+
+
+def test_target_kl_early_stop():
+    *_, free = _toy_update(target_kl=None, lr=1.0)
+    assert int(free["policy_steps"]) == 4 and not bool(free["early_stopped"])
+    # a huge step makes the second group's KL exceed a tiny target: exactly one step is taken
+    *_, stopped = _toy_update(target_kl=1e-6, lr=1.0)
+    assert int(stopped["policy_steps"]) == 1 and bool(stopped["early_stopped"])
