@@ -166,7 +166,7 @@ def assemble_base_state(config: LlamaConfig, get: Callable[[str], np.ndarray], w
                 f"{where}: tensor {name} has shape {tuple(arr.shape)}, expected {tuple(shape)} for this config")
 
     for path, var in flat.items():
-        shape = var.value.shape if hasattr(var, "value") else var.shape
+        shape = var.get_value().shape
         if path[0] == "layers":
             stack = np.empty(shape, np.float32)
             for i in range(L):
