@@ -1,0 +1,120 @@
+"""The gymnax environment class of the reference Overcooked (one ``step`` = one macro action)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from gymnax.environments import environment, spaces
+
+from . import constants as C
+from . import game
+from .game import EnvParams, EnvState
+from .layout import Task, get_task
+
+__all__ = ["Overcooked", "EnvState", "EnvParams"]
+
+
+class Overcooked(environment.Environment[EnvState, EnvParams]):
+    """TWOSOME's Overcooked (map "A", one agent, obs radius 2) as a pure JAX environment.
+
+    ``Overcooked("tomato_salad")`` is the paper's task 0, ``Overcooked("lettuce_tomato_salad")``
+    task 3; the other task-3-layout recipes are extensions (see ``layout.TASKS``).
+
+    * ``reset_env(key, params) -> (obs, state)``; the environment has no randomness.
+    * ``step_env(key, state, action, params) -> (obs, state, reward, terminated, info)`` runs one
+      macro action to completion. ``reward`` is the in-macro discounted sum
+      ``sum_k 0.99^k r_k`` (float32). ``terminated`` is the reference ``done`` flag: a correct
+      delivery or the 200-primitive-step limit (time-limit ends are terminal in TWOSOME); the
+      inherited ``step`` also reports ``truncated = state.time >= max_steps_in_episode`` and
+      auto-resets on ``terminated | truncated``.
+    * ``info``: ``macro_action_steps`` (int32, the SMDP exponent for GAE), ``prims``
+      (int32[MAX_MACRO_PRIMS] primitive actions, padded with -1; the first
+      ``macro_action_steps`` are real), ``success`` (this step delivered the correct dish), and
+      ``returned_episode`` (= done), ``returned_episode_returns`` (sum_t 0.99^t r_t over the
+      episode's primitive steps, the reference ``info["episode"]["r"]``),
+      ``returned_episode_lengths`` (primitive steps, ``info["episode"]["l"]``),
+      ``returned_episode_macro_lengths`` (macro steps) - the last three are zero unless done.
+    * observation: the reference policy vector (spec 1.3) as int32 (18 or 26 entries).
+    """
+
+    def __init__(self, task: str | Task = "tomato_salad"):
+        super().__init__()
+        self.task = task if isinstance(task, Task) else get_task(task)
+        self.layout = self.task.layout
+
+    # gymnax API ---------------------------------------------------------------------------
+    @property
+    def default_params(self) -> EnvParams:
+        return EnvParams()
+
+    def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
+        del key
+        state = game.reset_state(self.task)
+        return game.policy_obs(self.task, state), state
+
+    def step_env(
+        self, key: jax.Array, state: EnvState, action: int | jax.Array, params: EnvParams
+    ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[str, Any]]:
+        del key
+        action = jnp.clip(jnp.asarray(action, jnp.int32), 0, self.num_actions - 1)
+        state, reward, done, steps, prims = game.macro_step(self.task, params, state, action)
+        done = jnp.asarray(done, jnp.bool_)
+        success = state.success & done
+        info = {
+            "macro_action_steps": steps,
+            "prims": prims,
+            "success": success,
+            "returned_episode": done,
+            "returned_episode_returns": jnp.where(done, state.ep_return, 0.0),
+            "returned_episode_lengths": jnp.where(done, state.time, 0),
+            "returned_episode_macro_lengths": jnp.where(done, state.macro_time, 0),
+        }
+        return game.policy_obs(self.task, state), state, reward, done, info
+
+    def get_obs(self, state: EnvState, params: EnvParams | None = None, key=None) -> jax.Array:
+        return game.policy_obs(self.task, state)
+
+    def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
+        return state.success | (state.time >= params.max_steps_in_episode)
+
+    def is_truncated(self, state: EnvState, params: EnvParams) -> jax.Array:
+        return state.time >= params.max_steps_in_episode
+
+    @property
+    def name(self) -> str:
+        return self.task.env_id
+
+    @property
+    def num_actions(self) -> int:
+        return self.layout.num_actions
+
+    @property
+    def obs_dim(self) -> int:
+        return self.layout.obs_dim
+
+    @property
+    def macro_names(self) -> tuple[str, ...]:
+        return self.layout.macro_names
+
+    def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
+        return spaces.Discrete(self.num_actions)
+
+    def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
+        return spaces.Box(0, C.GRID_SIZE, (self.obs_dim,), jnp.int32)
+
+    def state_space(self, params: EnvParams | None = None) -> spaces.Dict:
+        nf = self.layout.num_foods
+        return spaces.Dict(
+            {
+                "agent": spaces.Box(0, C.GRID_SIZE - 1, (2,), jnp.int32),
+                "food_pos": spaces.Box(0, C.GRID_SIZE - 1, (nf, 2), jnp.int32),
+                "food_chop": spaces.Box(0, C.CHOP_DONE, (nf,), jnp.int32),
+                "plate_pos": spaces.Box(0, C.GRID_SIZE - 1, (2,), jnp.int32),
+                "time": spaces.Discrete(C.MAX_PRIMITIVE_STEPS + C.MAX_MACRO_PRIMS),
+            }
+        )
+
+    def __repr__(self) -> str:
+        return f"Overcooked({self.task.name!r})"

@@ -1,0 +1,165 @@
+"""Static layouts and task table (spec 0, 1.2, 1.3, 1.6).
+
+Everything here is plain Python / numpy and fixed at environment construction; the jitted
+game logic closes over it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import constants as C
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """One reference map: item order, spawn cells, fixed cells, macro list."""
+
+    name: str
+    foods: tuple[str, ...]  # food items in item-list order
+    food_spawn: tuple[tuple[int, int], ...]
+    plate_spawn: tuple[int, int]
+    knives: tuple[tuple[int, int], ...]
+    delivery: tuple[int, int]
+    agent_start: tuple[int, int]
+
+    @property
+    def num_foods(self) -> int:
+        return len(self.foods)
+
+    @property
+    def num_knives(self) -> int:
+        return len(self.knives)
+
+    @property
+    def plate_index(self) -> int:
+        """Index of the plate among the movable items (foods first, then the plate)."""
+        return self.num_foods
+
+    @property
+    def obs_dim(self) -> int:
+        # foods (x, y, chop) + plate, knives, delivery, agent (x, y) + 7-way recipe one-hot
+        return 3 * self.num_foods + 2 * (1 + self.num_knives + 1 + 1) + len(C.RECIPES)
+
+    @property
+    def agent_obs_index(self) -> int:
+        return 3 * self.num_foods + 2 * (1 + self.num_knives + 1)
+
+    # ---- macro actions (spec 1.6) -------------------------------------------------------
+    @property
+    def macro_names(self) -> tuple[str, ...]:
+        names = [f"get {f}" for f in self.foods] + ["get plate 1"]
+        names += [f"go to knife {k + 1}" for k in range(self.num_knives)]
+        return tuple(names + ["deliver", "chop"])
+
+    @property
+    def num_actions(self) -> int:
+        return len(self.macro_names)
+
+    def base_grid(self) -> np.ndarray:
+        """The true grid of fixed cells: border counters, knives, delivery; floor inside."""
+        g = np.zeros((C.GRID_SIZE, C.GRID_SIZE), np.int32)
+        g[0, :] = g[-1, :] = g[:, 0] = g[:, -1] = C.COUNTER
+        for k in self.knives:
+            g[k] = C.KNIFE
+        g[self.delivery] = C.DELIVERY
+        return g
+
+    def ascii(self) -> str:
+        g = self.base_grid()
+        ch = {C.SPACE: ".", C.COUNTER: "#", C.KNIFE: "K", C.DELIVERY: "D"}
+        rows = [[ch[int(v)] for v in row] for row in g]
+        for f, (x, y) in zip(self.foods, self.food_spawn):
+            rows[x][y] = f[0].upper()
+        rows[self.plate_spawn[0]][self.plate_spawn[1]] = "P"
+        rows[self.agent_start[0]][self.agent_start[1]] = "A"
+        return "\n".join(" ".join(r) for r in rows)
+
+
+TASK0_LAYOUT = Layout(
+    name="task0",
+    foods=("tomato",),
+    food_spawn=((0, 5),),
+    plate_spawn=(6, 5),
+    knives=((1, 0),),
+    delivery=(3, 0),
+    agent_start=(1, 4),
+)
+
+TASK3_LAYOUT = Layout(
+    name="task3",
+    foods=("tomato", "lettuce", "onion"),
+    food_spawn=((0, 5), (1, 6), (2, 6)),
+    plate_spawn=(6, 5),
+    knives=((1, 0), (2, 0)),
+    delivery=(3, 0),
+    agent_start=(1, 4),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A task = a layout + a recipe (index into ``constants.RECIPES``)."""
+
+    name: str
+    env_id: str
+    layout: Layout
+    recipe_index: int
+
+    @property
+    def recipe(self) -> str:
+        return C.RECIPES[self.recipe_index]
+
+    @property
+    def recipe_foods(self) -> tuple[str, ...]:
+        """Foods of the recipe, in the layout's item order."""
+        return tuple(f for f in self.layout.foods if f in self.recipe)
+
+    @property
+    def recipe_mask(self) -> tuple[bool, ...]:
+        # The reference tests `food_name in recipe_string` (a substring test).
+        return tuple(f in self.recipe for f in self.layout.foods)
+
+    @property
+    def is_reference(self) -> bool:
+        """True for the two tasks of the paper (task 0 and task 3)."""
+        return self.name in ("tomato_salad", "lettuce_tomato_salad")
+
+
+def _camel(name: str) -> str:
+    return "".join(p.capitalize() for p in name.split("_"))
+
+
+def _make_tasks() -> dict[str, Task]:
+    tasks = {"tomato_salad": Task("tomato_salad", "Overcooked-TomatoSalad-v0", TASK0_LAYOUT, 0)}
+    # The task-3 layout with every recipe that fits it (all foods exist there).
+    for name in (
+        "lettuce_tomato_salad",
+        "lettuce_salad",
+        "onion_salad",
+        "onion_tomato_salad",
+        "lettuce_onion_salad",
+        "lettuce_onion_tomato_salad",
+    ):
+        recipe = name.replace("_salad", " salad").replace("_", "-")
+        tasks[name] = Task(name, f"Overcooked-{_camel(name)}-v0", TASK3_LAYOUT, C.RECIPES.index(recipe))
+    return tasks
+
+
+TASKS: dict[str, Task] = _make_tasks()
+TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+ENV_IDS: dict[str, str] = {t.env_id: t.name for t in TASKS.values()}
+
+
+def get_task(name: str) -> Task:
+    """Look a task up by task name (``tomato_salad``) or env id (``Overcooked-TomatoSalad-v0``)."""
+    if name in TASKS:
+        return TASKS[name]
+    if name in ENV_IDS:
+        return TASKS[ENV_IDS[name]]
+    raise ValueError(
+        f"unknown Overcooked task {name!r}; valid: {', '.join(TASK_NAMES)} "
+        f"(or env ids {', '.join(ENV_IDS)})"
+    )
