@@ -342,6 +342,7 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".config-", suffix=".yaml.tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the final file private
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
