@@ -58,16 +58,17 @@ class StackedLinear(nnx.Module):
     def __init__(self, num_layers, in_features, out_features, *, config: LlamaConfig,
                  lora: LoRAConfig | None, rngs: nnx.Rngs):
         init = jax.nn.initializers.normal(config.initializer_range)
-        self.kernel = nnx.Param(
-            init(rngs.params(), (num_layers, in_features, out_features), config.param_dtype)
-        )
+        key = rngs.params()
+        self.kernel = nnx.Param(init(key, (num_layers, in_features, out_features), jnp.float32).astype(config.param_dtype))
         self.dtype = config.dtype
         if lora is not None:
             # PEFT: A ~ kaiming_uniform(a=sqrt(5)) on the [r, in] torch weight, i.e.
             # U(-1/sqrt(in), 1/sqrt(in)); B = 0. Stored as [in, r] and [r, out], float32.
+            # The key derives from this layer's kernel key, so base weights do not depend on
+            # whether (or where) adapters are attached.
             bound = 1.0 / math.sqrt(in_features)
             self.lora_a = LoRAParam(
-                jax.random.uniform(rngs.lora(), (num_layers, in_features, lora.rank),
+                jax.random.uniform(jax.random.fold_in(key, 1), (num_layers, in_features, lora.rank),
                                    jnp.float32, -bound, bound)
             )
             self.lora_b = LoRAParam(jnp.zeros((num_layers, lora.rank, out_features), jnp.float32))
@@ -191,7 +192,7 @@ class Embed(nnx.Module):
     def __init__(self, config: LlamaConfig, rngs):
         init = jax.nn.initializers.normal(config.initializer_range)
         self.embedding = nnx.Param(
-            init(rngs.params(), (config.vocab_size, config.hidden_size), config.param_dtype))
+            init(rngs.params(), (config.vocab_size, config.hidden_size), jnp.float32).astype(config.param_dtype))
         self.dtype = config.dtype
 
     def __call__(self, ids):
@@ -206,7 +207,7 @@ class LMHead(nnx.Module):
     def __init__(self, config: LlamaConfig, rngs):
         init = jax.nn.initializers.normal(config.initializer_range)
         self.kernel = nnx.Param(
-            init(rngs.params(), (config.hidden_size, config.vocab_size), config.param_dtype))
+            init(rngs.params(), (config.hidden_size, config.vocab_size), jnp.float32).astype(config.param_dtype))
         self.dtype = config.dtype
 
     def __call__(self, h):
