@@ -1,0 +1,145 @@
+"""The three agents of the paper's comparison, behind one interface.
+
+* ``twosome``: the LLM policy. The actor is the frozen LLM plus LoRA adapters scoring every
+  action string (``scoring.py``); the critic is an MLP on the frozen LLM's hidden state at the
+  prompt's last token, adapters off. Only the adapters and the critic train.
+* ``saycan``: the same LLM scores with the adapters never trained: the untrained policy.
+* ``ppo-mlp``: PPO from scratch, actor and critic MLPs on the vector observation.
+
+An agent is a set of pure functions; parameters live in the train state as plain dicts (so
+checkpoints and exports see ordinary arrays) and the frozen base is a separate argument that
+every seed and every device shares. ``frozen`` is the base's parameters for the LLM agents and
+an empty dict for ``ppo-mlp``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from twosome_jax import scoring
+
+
+def _uniform_fan_in(key, fan_in: int, shape):
+    """PyTorch's default ``nn.Linear`` weight init, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+
+
+def init_mlp(key, sizes, *, init="torch"):
+    """Bias-free (torch init, as the reference critic) or biased orthogonal (CleanRL) MLP."""
+    keys = jax.random.split(key, len(sizes) - 1)
+    params = {}
+    for i, (k, n_in, n_out) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
+        if init == "torch":
+            params[f"w{i}"] = _uniform_fan_in(k, n_in, (n_in, n_out))
+        else:
+            last = i == len(sizes) - 2
+            params[f"w{i}"] = jax.nn.initializers.orthogonal(init if last else np.sqrt(2))(k, (n_in, n_out))
+            params[f"b{i}"] = jnp.zeros((n_out,), jnp.float32)
+    return params
+
+
+def apply_mlp(params, x, activation=jax.nn.relu):
+    n = len([k for k in params if k.startswith("w")])
+    for i in range(n):
+        x = x @ params[f"w{i}"]
+        if f"b{i}" in params:
+            x = x + params[f"b{i}"]
+        if i < n - 1:
+            x = activation(x)
+    return x
+
+
+def init_lora(lora_template: dict, key) -> dict:
+    """Fresh PEFT-style adapters with the template's structure: A ~ U(+-1/sqrt(in)), B = 0.
+
+    Each seed of a multi-seed run draws its own A, so seeds differ from the first step.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(lora_template)
+    keys = jax.random.split(key, len(leaves))
+    out = []
+    for (path, leaf), k in zip(leaves, keys):
+        name = str(getattr(path[-1], "key", path[-1]))
+        if name == "lora_a":
+            out.append(_uniform_fan_in(k, leaf.shape[-2], leaf.shape))
+        else:
+            out.append(jnp.zeros_like(leaf))
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LLMAgent:
+    """TWOSOME (``learns_policy=True``) or SayCan (False) on a text table of the environment."""
+
+    graphdef: Any
+    lora_template: dict  # structure and shapes of the adapters (pure dict)
+    text_table: Any  # an environment's compiled text: ``tokenize(obs) -> TextTokens``
+    feature_dim: int
+    critic_hidden: tuple[int, ...] = (1024, 512)
+    implementation: str = "packed"
+    normalization: str = "word"
+    learns_policy: bool = True
+
+    def init(self, key):
+        k_actor, k_critic = jax.random.split(key)
+        actor = init_lora(self.lora_template, k_actor)
+        critic = init_mlp(k_critic, (self.feature_dim, *self.critic_hidden, 1))
+        return actor, critic
+
+    def _states(self, frozen, actor):
+        return nnx.State(frozen), nnx.State(actor)
+
+    def policy_logits(self, frozen, actor, obs):
+        base, lora = self._states(frozen, actor)
+        return scoring.policy_logits(self.graphdef, base, lora, self.text_table.tokenize(obs),
+                                     implementation=self.implementation, normalization=self.normalization)
+
+    def critic_input(self, frozen, actor, obs):
+        base, lora = self._states(frozen, actor)
+        return scoring.critic_features(self.graphdef, base, lora, self.text_table.tokenize(obs))
+
+    def rollout_outputs(self, frozen, actor, obs):
+        """Policy logits and the critic's input for a batch of observations, one tokenization."""
+        base, lora = self._states(frozen, actor)
+        tokens = self.text_table.tokenize(obs)
+        logits = scoring.policy_logits(self.graphdef, base, lora, tokens,
+                                       implementation=self.implementation, normalization=self.normalization)
+        return logits, scoring.critic_features(self.graphdef, base, lora, tokens)
+
+    def value(self, critic, critic_input):
+        return apply_mlp(critic, critic_input)[..., 0]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MLPAgent:
+    """PPO from scratch on the vector observation (the paper's PPO baseline)."""
+
+    obs_dim: int
+    num_actions: int
+    hidden: tuple[int, ...] = (64, 64)
+    learns_policy: bool = True
+
+    def init(self, key):
+        k_actor, k_critic = jax.random.split(key)
+        actor = init_mlp(k_actor, (self.obs_dim, *self.hidden, self.num_actions), init=0.01)
+        critic = init_mlp(k_critic, (self.obs_dim, *self.hidden, 1), init=1.0)
+        return actor, critic
+
+    def policy_logits(self, frozen, actor, obs):
+        return apply_mlp(actor, obs.astype(jnp.float32), jnp.tanh)
+
+    def critic_input(self, frozen, actor, obs):
+        return obs.astype(jnp.float32)
+
+    def rollout_outputs(self, frozen, actor, obs):
+        return self.policy_logits(frozen, actor, obs), self.critic_input(frozen, actor, obs)
+
+    def value(self, critic, critic_input):
+        return apply_mlp(critic, critic_input, jnp.tanh)[..., 0]

@@ -1,0 +1,144 @@
+"""What the train and evaluate commands share: building a run and its checkpoints.
+
+A run directory holds ``config.yaml`` (everything ``--resume`` needs), ``checkpoints/`` (an
+orbax CheckpointManager directory, one numbered subdirectory per saved iteration, each written
+to a temporary name and renamed when complete, so a kill never leaves a checkpoint that looks
+whole), ``metrics.jsonl``, ``tb/``, and at the end ``adapter/`` (PEFT), ``critic.safetensors``
+and ``learning_curve.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from twosome_jax.config import TrainConfig, load_config
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class RunError(RuntimeError):
+    """A run directory or checkpoint problem; the message is one line."""
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything built from a config: environment, agent, frozen weights, trainer."""
+
+    cfg: TrainConfig
+    env: Any
+    env_params: Any
+    agent: Any
+    frozen: Any  # the base LLM's parameters (pure dict), or {} for ppo-mlp
+    model_config: Any = None
+    lora_config: Any = None
+    tokenizer: Any = None
+
+
+def make_env(task: str):
+    from envs_jax.overcooked.env import Overcooked
+
+    env = Overcooked(task)
+    return env, env.default_params
+
+
+def compute_dtype(cfg: TrainConfig):
+    if cfg.dtype == "auto":
+        return None  # the model's default policy: float32 on CPU, bfloat16 on accelerators
+    return jnp.dtype(cfg.dtype)
+
+
+def build(cfg: TrainConfig, *, task: str | None = None) -> Setup:
+    """Build the environment and agent for ``cfg`` (``task`` overrides cfg.task for evaluation)."""
+    from flax import nnx
+
+    from twosome_jax.agents import LLMAgent, MLPAgent
+
+    env, env_params = make_env(task or cfg.task)
+    if cfg.agent == "ppo-mlp":
+        agent = MLPAgent(obs_dim=env.obs_dim, num_actions=env.num_actions, hidden=tuple(cfg.mlp_hidden))
+        return Setup(cfg, env, env_params, agent, frozen={})
+
+    from envs_jax.overcooked.text import TextTable
+    from twosome_jax.model import LoRAConfig, load_model, split_model
+
+    lora_config = LoRAConfig(rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=tuple(cfg.lora_targets))
+    model_config, model, tokenizer = load_model(cfg.model, dtype=compute_dtype(cfg), lora=lora_config,
+                                                seed=cfg.seed, remat=cfg.remat)
+    graphdef, base, lora = split_model(model)
+    table = TextTable.build(env.task if hasattr(env, "task") else (task or cfg.task), tokenizer)
+    agent = LLMAgent(graphdef=graphdef, lora_template=nnx.to_pure_dict(lora), text_table=table,
+                     feature_dim=model_config.hidden_size, critic_hidden=tuple(cfg.critic_hidden),
+                     implementation=cfg.scoring, normalization=cfg.normalization,
+                     learns_policy=cfg.agent == "twosome")
+    return Setup(cfg, env, env_params, agent, frozen=nnx.to_pure_dict(base), model_config=model_config,
+                 lora_config=lora_config, tokenizer=tokenizer)
+
+
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    path = Path(run_dir) / CONFIG_FILE
+    if not Path(run_dir).is_dir():
+        raise RunError(f"run directory {str(run_dir)!r} does not exist")
+    if not path.exists():
+        raise RunError(f"{str(run_dir)!r} is not a run directory: it has no {CONFIG_FILE}")
+    return load_config(path)
+
+
+def checkpoint_manager(run_dir: str | os.PathLike, *, keep: int = 3, create: bool = True):
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, enable_async_checkpointing=False)
+    return ocp.CheckpointManager(Path(run_dir).absolute() / CHECKPOINT_DIR, options=options)
+
+
+def save_checkpoint(manager, step: int, state) -> None:
+    import orbax.checkpoint as ocp
+
+    manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
+    manager.wait_until_finished()
+
+
+def restore_checkpoint(manager, abstract_state, step: int | None = None):
+    """Restore ``step`` (default: the latest complete one) into the structure of ``abstract_state``."""
+    import orbax.checkpoint as ocp
+
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise RunError(f"no complete checkpoint in {manager.directory}")
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_state)
+    try:
+        return step, manager.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as e:  # orbax raises many types for a damaged checkpoint
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RunError(f"checkpoint {step} in {manager.directory} cannot be restored: {first}") from e
+
+
+def data_mesh(num_envs: int):
+    """A 1-D mesh over the local devices for the environment (batch) axis, or None on one device."""
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return None
+    if num_envs % len(devices):
+        raise RunError(f"num_envs={num_envs} must be a multiple of the {len(devices)} local devices")
+    return jax.sharding.Mesh(np.array(devices), ("data",))
+
+
+def shard_state(state, mesh, num_envs: int, env_axis: int = 1):
+    """Place the per-environment leaves of the train state sharded over ``data``, the rest
+    replicated. ``env_axis`` is 1 because the seed axis comes first."""
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    def place(path, x):
+        names = {str(getattr(k, "name", getattr(k, "key", ""))) for k in path}
+        per_env = bool(names & {"env_state", "obs", "done"}) and x.ndim > env_axis and x.shape[env_axis] == num_envs
+        spec = P(*([None] * env_axis + ["data"])) if per_env else P()
+        return jax.device_put(x, NamedSharding(mesh, spec))
+
+    return jax.tree_util.tree_map_with_path(place, state)

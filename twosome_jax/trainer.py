@@ -1,0 +1,191 @@
+"""One PPO iteration (rollout, text, scoring, GAE, update) as one pure function.
+
+``Trainer.iteration(frozen, state) -> (state, metrics)`` is jitted whole: the environments
+step inside a ``lax.scan`` over time and a ``vmap`` over environments, observations become
+token ids through the environment's compiled text table, the LLM scores every action, the
+action is sampled, the critic's feature is computed once and stored, then GAE and the PPO
+epochs run. Python outside it only logs, checkpoints and draws progress.
+
+``frozen`` (the LLM base weights) is an argument, never part of the state: it is not
+copied per seed (``--num-seeds`` vmaps over the state with the base shared), has no gradient
+and no optimizer state, and is never donated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from twosome_jax.ppo import PPOHyper, Transition, gae, make_optimizer, ppo_update, set_learning_rate
+
+
+@struct.dataclass
+class TrainState:
+    actor: Any  # LoRA adapters (LLM agents) or the actor MLP
+    critic: Any
+    actor_opt: Any
+    critic_opt: Any
+    env_state: Any  # batched over environments
+    obs: chex.Array  # [num_envs, obs_dim] the current observations
+    done: chex.Array  # [num_envs] the done flags that came with ``obs``
+    rng: chex.Array
+    iteration: chex.Array  # int32, updates done so far
+    env_steps: chex.Array  # int32, macro steps taken, summed over environments
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """Static parts of a run: agent, environment, sizes and PPO settings."""
+
+    agent: Any
+    env: Any
+    env_params: Any
+    num_envs: int
+    num_steps: int
+    num_updates: int
+    gamma: float
+    gae_lambda: float
+    policy_learning_rate: float
+    value_learning_rate: float
+    anneal_lr: bool
+    max_grad_norm: float
+    critic_warmup_updates: int
+    hyper: PPOHyper
+
+    @classmethod
+    def from_config(cls, cfg, agent, env, env_params):
+        batch = cfg.num_envs * cfg.num_steps
+        hyper = PPOHyper(
+            clip_coef=cfg.clip_coef, clip_vloss=cfg.clip_vloss, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef,
+            norm_adv=cfg.norm_adv, target_kl=cfg.target_kl, update_epochs=cfg.update_epochs,
+            policy_num_minibatches=cfg.policy_num_minibatches, value_num_minibatches=cfg.value_num_minibatches,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+        policy_lr = cfg.mlp_learning_rate if cfg.agent == "ppo-mlp" else cfg.policy_learning_rate
+        value_lr = cfg.mlp_learning_rate if cfg.agent == "ppo-mlp" else cfg.value_learning_rate
+        return cls(agent=agent, env=env, env_params=env_params, num_envs=cfg.num_envs, num_steps=cfg.num_steps,
+                   num_updates=max(cfg.total_timesteps // batch, 1), gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
+                   policy_learning_rate=policy_lr, value_learning_rate=value_lr, anneal_lr=cfg.anneal_lr,
+                   max_grad_norm=cfg.max_grad_norm, critic_warmup_updates=cfg.critic_warmup_updates, hyper=hyper)
+
+    @property
+    def actor_tx(self) -> optax.GradientTransformation:
+        return make_optimizer("adamw", self.policy_learning_rate, self.max_grad_norm)
+
+    @property
+    def critic_tx(self) -> optax.GradientTransformation:
+        return make_optimizer("adam", self.value_learning_rate, self.max_grad_norm)
+
+    def init(self, key) -> TrainState:
+        """A fresh train state for one seed (vmap it over keys for several seeds)."""
+        k_agent, k_env, k_run = jax.random.split(key, 3)
+        actor, critic = self.agent.init(k_agent)
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(
+            jax.random.split(k_env, self.num_envs), self.env_params)
+        return TrainState(
+            actor=actor, critic=critic, actor_opt=self.actor_tx.init(actor), critic_opt=self.critic_tx.init(critic),
+            env_state=env_state, obs=obs, done=jnp.zeros((self.num_envs,), bool), rng=k_run,
+            iteration=jnp.int32(0), env_steps=jnp.int32(0))
+
+    # -- rollout --------------------------------------------------------------------------
+    def rollout(self, frozen, state: TrainState):
+        agent, env, params = self.agent, self.env, self.env_params
+
+        def step(carry, _):
+            env_state, obs, done, rng = carry
+            rng, k_act, k_env = jax.random.split(rng, 3)
+            logits, critic_input = agent.rollout_outputs(frozen, state.actor, obs)
+            value = agent.value(state.critic, critic_input)
+            action = jax.random.categorical(k_act, logits).astype(jnp.int32)
+            logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
+            next_obs, env_state, reward, terminated, truncated, info = jax.vmap(
+                env.step, in_axes=(0, 0, 0, None))(jax.random.split(k_env, self.num_envs), env_state, action, params)
+            next_done = terminated | truncated  # auto-reset happened; next_obs is a reset observation
+            transition = Transition(obs=obs, action=action, logp=logp, value=value,
+                                    reward=reward.astype(jnp.float32), done=done,
+                                    macro_steps=info["macro_action_steps"], critic_input=critic_input)
+            episode = {k: info[k] for k in ("returned_episode", "returned_episode_returns", "success",
+                                             "returned_episode_lengths")}
+            return (env_state, next_obs, next_done, rng), (transition, episode)
+
+        carry = (state.env_state, state.obs, state.done, state.rng)
+        (env_state, obs, done, rng), (traj, episodes) = jax.lax.scan(step, carry, None, self.num_steps)
+        state = state.replace(env_state=env_state, obs=obs, done=done, rng=rng,
+                              env_steps=state.env_steps + self.num_envs * self.num_steps)
+        return state, traj, episodes
+
+    # -- one iteration --------------------------------------------------------------------
+    def iteration(self, frozen, state: TrainState):
+        """Rollout then PPO update; returns the new state and scalar metrics."""
+        frac = 1.0 - state.iteration.astype(jnp.float32) / self.num_updates if self.anneal_lr else 1.0
+        actor_opt = set_learning_rate(state.actor_opt, self.policy_learning_rate * frac)
+        critic_opt = set_learning_rate(state.critic_opt, self.value_learning_rate * frac)
+
+        state, traj, episodes = self.rollout(frozen, state)
+        next_value = self.agent.value(state.critic, self.agent.critic_input(frozen, state.actor, state.obs))
+        advantages, returns = gae(traj.reward, traj.value, traj.done, traj.macro_steps, next_value, state.done,
+                                  self.gamma, self.gae_lambda)
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])
+        batch = jax.tree.map(flat, traj)
+        rng, k_update = jax.random.split(state.rng)
+        train_policy = self.agent.learns_policy & (state.iteration >= self.critic_warmup_updates)
+        actor, actor_opt, critic, critic_opt, update_metrics = ppo_update(
+            hyper=self.hyper,
+            policy_logits_fn=lambda actor, obs: self.agent.policy_logits(frozen, actor, obs),
+            value_fn=self.agent.value, actor_params=state.actor, critic_params=state.critic,
+            actor_opt=actor_opt, critic_opt=critic_opt, actor_tx=self.actor_tx, critic_tx=self.critic_tx,
+            batch=batch, advantages=flat(advantages), returns=flat(returns), rng=k_update,
+            train_policy=train_policy)
+        state = state.replace(actor=actor, critic=critic, actor_opt=actor_opt, critic_opt=critic_opt, rng=rng,
+                              iteration=state.iteration + 1)
+        finished = episodes["returned_episode"]
+        n = finished.sum()
+        safe = jnp.maximum(n, 1)
+        metrics = dict(
+            update_metrics,
+            iteration=state.iteration, env_steps=state.env_steps, episodes=n,
+            mean_return=jnp.where(n > 0, jnp.sum(episodes["returned_episode_returns"]) / safe, jnp.nan),
+            success_rate=jnp.where(n > 0, jnp.sum(episodes["success"]) / safe, jnp.nan),
+            mean_episode_length=jnp.where(n > 0, jnp.sum(episodes["returned_episode_lengths"]) / safe, jnp.nan),
+            mean_macro_reward=traj.reward.mean(), value_mean=traj.value.mean(),
+            policy_learning_rate=self.policy_learning_rate * frac)
+        return state, metrics
+
+
+def evaluate(agent, env, env_params, frozen, actor, key, *, episodes: int, greedy: bool,
+             max_macro_steps: int = 256):
+    """Run ``episodes`` episodes from reset in parallel; returns per-episode success and return.
+
+    The loop stops as soon as every episode has ended (a trained policy finishes in a few
+    macro steps), and at ``max_macro_steps`` at the latest (a macro takes at least one
+    primitive step and episodes end after at most 210 primitive steps, so 256 is never hit).
+    """
+    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, episodes), env_params)
+
+    def cond(carry):
+        t, _, _, _, finished, _, _, _ = carry
+        return (t < max_macro_steps) & ~jnp.all(finished)
+
+    def body(carry):
+        t, env_state, obs, rng, finished, success, ret, length = carry
+        rng, k_act = jax.random.split(rng)
+        logits = agent.policy_logits(frozen, actor, obs)
+        action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(k_act, logits)
+        obs, env_state, _, done, info = jax.vmap(env.step_env, in_axes=(None, 0, 0, None))(
+            k_act, env_state, action.astype(jnp.int32), env_params)
+        new = done & ~finished
+        success = jnp.where(new, info["success"], success)
+        ret = jnp.where(new, info["returned_episode_returns"], ret)
+        length = jnp.where(new, info["returned_episode_lengths"], length)
+        return t + 1, env_state, obs, rng, finished | done, success, ret, length
+
+    zeros = jnp.zeros((episodes,))
+    init = (jnp.int32(0), env_state, obs, key, jnp.zeros((episodes,), bool), zeros.astype(bool), zeros,
+            zeros.astype(jnp.int32))
+    _, _, _, _, finished, success, ret, length = jax.lax.while_loop(cond, body, init)
+    return dict(finished=finished, success=success, returns=ret, lengths=length)
