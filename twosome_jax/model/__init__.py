@@ -18,11 +18,11 @@ from .functional import (
     split_model,
     token_logprobs,
 )
-from .loading import ModelLoadError, load_model, resolve_spec
+from .loading import ModelLoadError, hf_state_dict, load_model, resolve_spec, save_hf_checkpoint
 
 __all__ = [
     "ALL_TARGETS", "LlamaConfig", "Llama", "LoRAConfig", "LoRAParam", "ModelLoadError",
     "apply_hidden", "apply_lm_head", "apply_logits", "causal_mask", "count_params",
-    "default_dtype", "load_model", "merge_model", "resolve_spec", "rope_inv_freq",
+    "default_dtype", "hf_state_dict", "load_model", "save_hf_checkpoint", "merge_model", "resolve_spec", "rope_inv_freq",
     "segment_mask", "split_model", "token_logprobs",
 ]

@@ -450,3 +450,34 @@ def load_model(spec, *, dtype=None, lora: LoRAConfig | None = None, seed: int = 
     if kind == "hf-dir":
         return load_hf_dir(loc, **kw)
     return load_gguf(loc, **kw)
+
+
+# --------------------------------------------------------------------------------- export
+def hf_state_dict(model: Llama) -> dict[str, np.ndarray]:
+    """The frozen base weights under Hugging Face names, torch layout [out, in], float32."""
+    config = model.config
+    flat = {tuple(p): np.asarray(v.get_value(), np.float32)
+            for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    out = {"model.embed_tokens.weight": flat[("embed_tokens", "embedding")],
+           "model.norm.weight": flat[("norm", "scale")]}
+    if not config.tie_word_embeddings:
+        out["lm_head.weight"] = np.ascontiguousarray(flat[("lm_head_proj", "kernel")].T)
+    for i in range(config.num_hidden_layers):
+        for path, (name, transpose) in _layer_names(i).items():
+            a = flat[path][i]
+            out[name] = np.ascontiguousarray(a.T if transpose else a)
+    return out
+
+
+def save_hf_checkpoint(model: Llama, directory, tokenizer=None) -> Path:
+    """Write config.json + model.safetensors (+ tokenizer files) loadable by ``load_model`` and
+    by transformers' LlamaForCausalLM. LoRA adapters are not included."""
+    from safetensors.numpy import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(model.config.to_hf_dict(), indent=2))
+    save_file(hf_state_dict(model), str(directory / "model.safetensors"), metadata={"format": "pt"})
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory))
+    return directory
