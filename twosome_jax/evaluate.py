@@ -1,0 +1,118 @@
+"""``python -m twosome_jax.evaluate RUN_DIR``: success rate and return of a trained policy.
+
+Greedy (argmax) and sampled episodes from reset, run in parallel in one compiled loop, from the
+run's latest checkpoint (seed 0 of a multi-seed run unless ``--seed-index``). ``--task`` scores
+the same adapters on another recipe (unseen-task evaluation; LLM agents only, since their input
+is text). ``--gif`` writes one greedy episode.
+
+The environment has no randomness, so all greedy episodes of a policy are the same episode: the
+greedy figures are exact for any episode count, and one episode is run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def evaluate_run(run_dir, *, episodes: int, task: str | None = None, seed_index: int = 0, seed: int = 0,
+                 gif: str | None = None) -> dict:
+    import jax
+    import numpy as np
+
+    from twosome_jax import run as runlib
+    from twosome_jax.trainer import Trainer, evaluate
+
+    cfg = runlib.load_run_config(run_dir)
+    if task is not None and task != cfg.task and cfg.agent == "ppo-mlp":
+        raise runlib.RunError("--task needs an LLM agent: a ppo-mlp policy reads one layout's vector only")
+    setup = runlib.build(cfg, task=task)
+    trainer = Trainer.from_config(cfg, setup.agent, setup.env, setup.env_params)
+    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.num_seeds)
+    manager = runlib.checkpoint_manager(run_dir, keep=cfg.keep_checkpoints, create=False)
+    step, state = runlib.restore_checkpoint(manager, jax.eval_shape(jax.vmap(trainer.init), keys))
+    if not 0 <= seed_index < cfg.num_seeds:
+        raise runlib.RunError(f"--seed-index {seed_index} out of range; the run has {cfg.num_seeds} seed(s)")
+    actor = jax.tree.map(lambda x: x[seed_index], state.actor)
+
+    def run(greedy, n):
+        fn = jax.jit(lambda a, k: evaluate(setup.agent, setup.env, setup.env_params, setup.frozen, a, k,
+                                           episodes=n, greedy=greedy))
+        return jax.device_get(fn(actor, jax.random.PRNGKey(seed)))
+
+    greedy, sampled = run(True, 1), run(False, episodes)
+    result = {
+        "run_dir": str(run_dir), "checkpoint": int(step), "task": task or cfg.task, "agent": cfg.agent,
+        "episodes": episodes,
+        "success_rate_greedy": float(np.mean(greedy["success"])),
+        "success_rate_sampled": float(np.mean(sampled["success"])),
+        "return_greedy": float(np.mean(greedy["returns"])),
+        "return_sampled": float(np.mean(sampled["returns"])),
+        "length_greedy": float(np.mean(greedy["lengths"])),
+        "length_sampled": float(np.mean(sampled["lengths"])),
+    }
+    if gif:
+        result["gif"] = write_episode_gif(setup, actor, gif)
+    return result
+
+
+def write_episode_gif(setup, actor, path: str) -> str:
+    """Play one greedy episode step by step and write it as a GIF."""
+    import jax
+    import jax.numpy as jnp
+
+    from envs_jax.overcooked.render import save_gif
+
+    env, params = setup.env, setup.env_params
+    logits_fn = jax.jit(lambda a, o: setup.agent.policy_logits(setup.frozen, a, o))
+    step = jax.jit(env.step_env)
+    obs, state = env.reset_env(jax.random.PRNGKey(0), params)
+    states = [state]
+    for _ in range(256):
+        action = jnp.argmax(logits_fn(actor, obs[None])[0])
+        obs, state, _, done, _ = step(jax.random.PRNGKey(0), state, action, params)
+        states.append(state)
+        if bool(done):
+            break
+    save_gif(env, states, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m twosome_jax.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", metavar="RUN_DIR")
+    parser.add_argument("--episodes", type=int, default=100, help="sampled episodes (default 100)")
+    parser.add_argument("--task", default=None, help="evaluate on another task (LLM agents)")
+    parser.add_argument("--seed-index", type=int, default=0, help="which seed of a multi-seed run")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the sampled episodes")
+    parser.add_argument("--gif", default=None, metavar="PATH", help="write one greedy episode as a GIF")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error(f"--episodes must be at least 1, got {args.episodes}")
+
+    from twosome_jax.config import TASKS, ConfigError
+    from twosome_jax.model import ModelLoadError
+    from twosome_jax.run import RunError
+
+    if args.task is not None and args.task not in TASKS:
+        parser.error(f"unknown task {args.task!r}; valid: {', '.join(TASKS)}")
+    try:
+        result = evaluate_run(Path(args.run_dir), episodes=args.episodes, task=args.task,
+                              seed_index=args.seed_index, seed=args.seed, gif=args.gif)
+    except (ConfigError, RunError, ModelLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(map(len, result))
+        for k, v in result.items():
+            print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
