@@ -39,4 +39,4 @@ MACRO_DISCOUNT = 0.99
 MAX_PRIMITIVE_STEPS = 200
 
 # Static bounds for the jitted loops.
-MAX_MACRO_PRIMS = 32  # primitive steps in one macro; the reference never exceeds ~12 here
+MAX_MACRO_PRIMS = 16  # bound of the macro loop; the longest reachable macro takes 10 steps

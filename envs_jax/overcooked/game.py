@@ -246,6 +246,77 @@ def navigate(belief: jax.Array, agent: jax.Array, target: jax.Array) -> jax.Arra
     return jnp.where(found, result, C.STAY).astype(jnp.int32)
 
 
+class _PyNode:
+    """Heap node of the host A*; ``<`` is the reference's ``f <=`` predicate."""
+
+    __slots__ = ("x", "y", "g", "f", "first")
+
+    def __init__(self, x, y, g, f, first):
+        self.x, self.y, self.g, self.f, self.first = x, y, g, f, first
+
+    def __lt__(self, other):
+        return self.f <= other.f
+
+
+def navigate_py(belief, agent, target) -> int:
+    """Host (CPython ``heapq``) version of :func:`navigate`; the reference algorithm verbatim."""
+    import heapq
+
+    belief = np.asarray(belief)
+    (ax, ay), (tx, ty) = (int(agent[0]), int(agent[1])), (int(target[0]), int(target[1]))
+    n = belief.shape[0]
+    heap = [_PyNode(ax, ay, 0, abs(ax - tx) + abs(ay - ty), None)]
+    seen = {(ax, ay)}
+    while heap:
+        node = heapq.heappop(heap)
+        for dx, dy, act in _NAV_DIRS:
+            c = (node.x + dx, node.y + dy)
+            if not (0 <= c[0] < n and 0 <= c[1] < n) or c in seen:
+                continue
+            first = node.first if node.first is not None else act
+            if belief[c] in (C.SPACE, C.AGENT):
+                g = node.g + 1
+                heapq.heappush(heap, _PyNode(c[0], c[1], g, g + abs(c[0] - tx) + abs(c[1] - ty), first))
+                seen.add(c)
+            if c == (tx, ty):
+                return first
+    return C.STAY
+
+
+def open_room_belief(agent) -> np.ndarray:
+    """The belief grid's passability in every reachable state: counters all around, floor
+    inside, the agent on its cell. (Items only ever lie on border cells or in the agent's
+    hand, so they never change which cells are passable.)"""
+    b = np.full((C.GRID_SIZE, C.GRID_SIZE), C.COUNTER, np.int32)
+    b[1:-1, 1:-1] = C.SPACE
+    b[agent[0], agent[1]] = C.AGENT
+    return b
+
+
+_NAV_TABLE: np.ndarray | None = None
+
+
+def navigation_table() -> np.ndarray:
+    """``table[ax, ay, tx, ty]`` = reference A*'s first action in the open room (int32[7,7,7,7]).
+
+    Built once on the host with :func:`navigate_py`. Exact for every reachable state because
+    the belief grid's passable cells are always the 5x5 interior (see :func:`open_room_belief`;
+    ``tests/test_overcooked_env.py`` checks table == in-graph A* on every reachable state and
+    macro action)."""
+    global _NAV_TABLE
+    if _NAV_TABLE is None:
+        n = C.GRID_SIZE
+        t = np.full((n, n, n, n), C.STAY, np.int32)
+        for ax in range(1, n - 1):
+            for ay in range(1, n - 1):
+                b = open_room_belief((ax, ay))
+                for tx in range(n):
+                    for ty in range(n):
+                        t[ax, ay, tx, ty] = navigate_py(b, (ax, ay), (tx, ty))
+        _NAV_TABLE = t
+    return _NAV_TABLE
+
+
 # --------------------------------------------------------------------------------------------
 # reset and observation
 # --------------------------------------------------------------------------------------------
@@ -424,7 +495,7 @@ def _macro_target(task: Task, state: EnvState, m: jax.Array) -> jax.Array:
     return table[m]
 
 
-def _controller(task: Task, state: EnvState, m: jax.Array):
+def _controller(task: Task, state: EnvState, m: jax.Array, nav: str = "table"):
     """Returns (state with the chop counter updated, primitive action, fin)."""
     lay = task.layout
     nf, nk = lay.num_foods, lay.num_knives
@@ -463,7 +534,10 @@ def _controller(task: Task, state: EnvState, m: jax.Array):
     belief = belief_grid(task, state)
     rule1 = is_get_food & _in_view(target, agent) & _eq2(state.plate_pos, target)
     rule2 = belief[target[0], target[1]] == C.AGENT
-    a = navigate(belief, agent, target)
+    if nav == "astar":
+        a = navigate(belief, agent, target)
+    else:
+        a = jnp.asarray(navigation_table())[agent[0], agent[1], target[0], target[1]]
     fin = a == C.STAY
     adjacent = _manhattan(target, agent) == 1
     # overrides when already adjacent, in the reference's order
@@ -513,12 +587,16 @@ def _post_check(task: Task, state: EnvState, m: jax.Array) -> jax.Array:
     return fin | (is_item & ~_eq2(target, item_true))
 
 
-def macro_step(task: Task, params: EnvParams, state: EnvState, m: jax.Array):
+def macro_step(task: Task, params: EnvParams, state: EnvState, m: jax.Array, nav: str = "table"):
     """Run macro ``m`` to completion (spec 1.6).
 
     Returns ``(state, reward, done, steps, prims)``: the macro reward
     sum_k 0.99^k r_k (float32), the done flag of the last primitive step, the number of primitive
     steps and the primitive actions (int32[MAX_MACRO_PRIMS], padded with -1).
+
+    ``nav="astar"`` runs the literal heap A* (:func:`navigate`) on the belief grid at every
+    primitive step; ``nav="table"`` (default, ~Nx faster under ``vmap``) looks the same answer
+    up in :func:`navigation_table`, which is exact on every reachable state.
     """
     m = jnp.asarray(m, jnp.int32)
     prims0 = jnp.full((C.MAX_MACRO_PRIMS,), -1, jnp.int32)
@@ -531,7 +609,7 @@ def macro_step(task: Task, params: EnvParams, state: EnvState, m: jax.Array):
 
     def body(c):
         state, k, _, total, disc, prims, _ = c
-        state, a, fin = _controller(task, state, m)
+        state, a, fin = _controller(task, state, m, nav)
         state, r, done, _ = prim_step(task, params, state, a)
         total = total + disc * r
         fin = fin | _post_check(task, state, m)
