@@ -58,6 +58,8 @@ def enumerate_reachable(task: Task | str) -> dict:
 
     * ``obs``: int32[M, obs_dim], the distinct policy observations (reset and terminal ones
       included), sorted lexicographically;
+    * ``states``: every distinct macro-boundary state (an :class:`EnvState` of numpy arrays
+      with a leading axis; step counters as first reached);
     * ``num_states``: distinct macro-boundary states; ``num_obs``: ``len(obs)``;
     * ``depth``: BFS depth (macro steps) of the deepest new state;
     * ``max_macro_steps``: the longest macro seen (primitive steps).
@@ -68,6 +70,7 @@ def enumerate_reachable(task: Task | str) -> dict:
     s0 = jax.tree.map(np.asarray, game.reset_state(task))
     o0 = np.asarray(game.policy_obs(task, game.reset_state(task)))
     seen = set(_keys(jax.tree.map(lambda x: x[None], s0)))
+    all_states = [jax.tree.map(lambda x: x[None], s0)]
     obs_set = {o0.tobytes()}
     frontier = jax.tree.map(lambda x: x[None], s0)
     depth = 0
@@ -93,8 +96,10 @@ def enumerate_reachable(task: Task | str) -> dict:
             obs_set.add(obs[i].tobytes())
             if key not in seen:
                 seen.add(key)
-                if not bool(s2.success[i]):
-                    new_idx.append(i)
+                new_idx.append(i)
+        if new_idx:
+            all_states.append(_take(s2, np.asarray(new_idx)))
+        new_idx = [i for i in new_idx if not bool(s2.success[i])]
         if not new_idx:
             break
         depth += 1
@@ -102,8 +107,10 @@ def enumerate_reachable(task: Task | str) -> dict:
     dim = task.layout.obs_dim
     obs_arr = np.array(sorted(np.frombuffer(b, np.int32) .tolist() for b in obs_set), np.int32)
     obs_arr = obs_arr.reshape(-1, dim)
+    states = jax.tree.map(lambda *xs: np.concatenate(xs), *all_states)
     return {
         "obs": obs_arr,
+        "states": states,
         "num_states": len(seen),
         "num_obs": len(obs_arr),
         "depth": depth,
