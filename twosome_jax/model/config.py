@@ -92,6 +92,8 @@ class LlamaConfig:
         theta = d.get("rope_theta")
         if rope is not None:
             theta = rope.pop("rope_theta", theta)
+            if float(rope.pop("partial_rotary_factor", 1.0)) != 1.0:
+                raise ValueError("partial_rotary_factor != 1 is not supported")
             if "type" in rope and "rope_type" not in rope:
                 rope["rope_type"] = rope.pop("type")
             if rope.get("rope_type", "default") == "default" and len(

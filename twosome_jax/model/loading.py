@@ -168,7 +168,7 @@ def assemble_base_state(config: LlamaConfig, get: Callable[[str], np.ndarray], w
     for path, var in flat.items():
         shape = var.get_value().shape
         if path[0] == "layers":
-            stack = np.empty(shape, np.float32)
+            stack = np.empty(shape, np.dtype(pdt))  # target dtype: no float32 copy of a 7B stack
             for i in range(L):
                 name, transpose = _layer_names(i)[path]
                 a = np.asarray(get(name), dtype=np.float32)
