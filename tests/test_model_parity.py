@@ -140,3 +140,20 @@ def test_smollm2_gguf_parity(smollm2_gguf):
     assert len(ids) == 30
     diff = assert_parity(our_logits(model, [ids]), torch_logits(ref, [ids]))
     print(f"SmolLM2 GGUF parity: max abs logit diff {diff:.2e} over 30 tokens")
+
+    # the scoring path on the real model and its BOS-less tokenizer, against torch
+    from twosome_jax.score import score_actions
+
+    assert tok("You should")["input_ids"][0] != config.bos_token_id  # SmolLM2 adds no BOS
+    prompt = "You are in the kitchen. There is a tomato on the table. You should"
+    actions = ["pick up the tomato", "go to the sofa"]
+    res = score_actions(model, tok, prompt, actions)
+    n_prompt = len(tok(prompt)["input_ids"])
+    for a, r in zip(actions, res["actions"]):
+        ids = tok(prompt + " " + a)["input_ids"]
+        with torch.no_grad():
+            lp = torch.log_softmax(ref(torch.tensor([ids])).logits[0].float(), -1).numpy()
+        want = sum(lp[t - 1, ids[t]] for t in range(n_prompt, len(ids)))
+        assert r["tokens"] == len(ids) - n_prompt
+        assert abs(r["logprob_sum"] - want) < 1e-3
+    assert res["policy"]["word"][0] > 0.5  # the sensible action wins
