@@ -227,3 +227,26 @@ def test_thirty_layers_compile_quickly():
     t = time.perf_counter()
     f.lower(b, l, x).compile()
     assert time.perf_counter() - t < 20.0
+
+
+def test_nnx_optimizer_updates_only_lora():
+    """The NNX-native route (nnx.Optimizer with wrt=LoRAParam) trains adapters, base stays frozen."""
+    optax = pytest.importorskip("optax")
+    model = Llama(CFG.replace(remat=True), LoRAConfig(), rngs=nnx.Rngs(0))
+    opt = nnx.Optimizer(model, optax.adamw(1e-2), wrt=LoRAParam)
+    x = _ids(np.random.default_rng(10), 2, 8)
+
+    def loss(m):
+        return -jnp.mean(jax.nn.log_softmax(m.lm_head(m(x)))[..., 7])
+
+    @nnx.jit
+    def step(m, o):
+        value, grads = nnx.value_and_grad(loss, argnums=nnx.DiffState(0, LoRAParam))(m)
+        o.update(m, grads)
+        return value
+
+    base0 = [np.asarray(v) for v in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))]
+    losses = [float(step(model, opt)) for _ in range(4)]
+    assert losses[-1] < losses[0]
+    for a, b in zip(base0, jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))):
+        np.testing.assert_array_equal(a, np.asarray(b))
