@@ -73,6 +73,7 @@ def test_right_padding_and_defaults():
     pos = jnp.arange(16, dtype=jnp.int32)[None]
     h = model(padded, pos, causal_mask(valid))
     np.testing.assert_allclose(h[0, :5], model(x)[0], atol=1e-5)
+    np.testing.assert_allclose(model(padded, pos, valid), h, atol=1e-6)  # [B,T] mask accepted
     # default positions/mask are arange/causal
     np.testing.assert_allclose(model(x), model(x, jnp.arange(5)[None], causal_mask(jnp.ones((1, 5), bool))),
                                atol=1e-6)

@@ -234,7 +234,8 @@ class Llama(nnx.Module):
 
     def __call__(self, input_ids, positions=None, attention_mask=None, use_lora: bool = True):
         """input_ids int [B,T]; positions int [B,T] (default arange); attention_mask bool
-        [B,T,T] with True where query t may attend key s (default causal).
+        [B,T,T] with True where query t may attend key s (default causal; a [B,T] padding
+        mask is turned into a causal one).
         Returns the hidden state after the final RMSNorm, [B,T,D] float32."""
         input_ids = jnp.asarray(input_ids)
         B, T = input_ids.shape
@@ -243,6 +244,10 @@ class Llama(nnx.Module):
         if attention_mask is None:
             attention_mask = jnp.broadcast_to(jnp.tril(jnp.ones((T, T), bool)), (B, T, T))
         attention_mask = jnp.asarray(attention_mask, bool)
+        if attention_mask.ndim == 2:  # a [B,T] padding mask: make it causal
+            attention_mask = causal_mask(attention_mask)
+        if attention_mask.shape != (B, T, T):
+            raise ValueError(f"attention_mask must be [B,T,T]=({B},{T},{T}) or [B,T], got {attention_mask.shape}")
         cos, sin = rope_cos_sin(self.config, positions)
         h = self.embed_tokens(input_ids)
 
