@@ -564,11 +564,10 @@ class TextTable:
     def verify(self, tokenizer: Any, observations: np.ndarray, batch: int = 1024) -> int:
         """Check the tables against ``tokenizer`` on every observation; returns the count."""
         observations = np.asarray(observations, np.int32).reshape(-1, self.task.layout.obs_dim)
-        tok_fn = jax.jit(self.tokenize)
         checked = 0
         for j in range(0, len(observations), batch):
             chunk = observations[j:j + batch]
-            out = jax.tree.map(np.asarray, tok_fn(jnp.asarray(chunk)))
+            out = jax.tree.map(np.asarray, tokenize_jit(self, jnp.asarray(chunk)))
             for i, obs in enumerate(chunk):
                 prompt, actions = describe(obs, self.task)
                 want = _ids(tokenizer, prompt)
@@ -601,6 +600,12 @@ class TextTable:
                     for k in range(t.action_ids.shape[1])]
             out.append((prompt, acts))
         return out
+
+
+@jax.jit
+def tokenize_jit(table: TextTable, obs: jax.Array) -> TextTokens:
+    """``jax.jit(lambda table, obs: table.tokenize(obs))``, shared by all tables."""
+    return table.tokenize(obs)
 
 
 def features_jnp_np(obs: np.ndarray, sp: _Spec) -> dict[str, Any]:
