@@ -160,3 +160,24 @@ def test_bad_gguf_files(tiny, tmp_path):
     w.write_tensors_to_file()
     w.close()
     _one_line_error(gpt2, "gpt2.gguf", "'gpt2'", "only 'llama'")
+
+
+def test_weight_cache_is_safe(tmp_path):
+    from flax import nnx
+
+    _, src, tok = load_model("tiny-random", dtype="float32", seed=11)
+    d = save_hf_checkpoint(src, tmp_path / "ckpt", tok)
+    _, m1, _ = load_model(d, dtype="float32")
+    _, m2, _ = load_model(d, dtype="float32")  # served from the in-process cache
+    ref = _logits(m2, IDS)
+    # changing one model's weights does not touch the other
+    st = nnx.state(m1, nnx.Param)
+    for _, v in nnx.to_flat_state(st):
+        v.set_value(v.get_value() * 0)
+    nnx.update(m1, st)
+    np.testing.assert_array_equal(_logits(m2, IDS), ref)
+    np.testing.assert_array_equal(_logits(load_model(d, dtype="float32")[1], IDS), ref)
+    # a rewritten checkpoint is re-read
+    _, other, _ = load_model("tiny-random", dtype="float32", seed=12)
+    save_hf_checkpoint(other, d)
+    np.testing.assert_allclose(_logits(load_model(d, dtype="float32")[1], IDS), _logits(other, IDS), atol=1e-6)

@@ -18,11 +18,18 @@ from .functional import (
     split_model,
     token_logprobs,
 )
-from .loading import ModelLoadError, hf_state_dict, load_model, resolve_spec, save_hf_checkpoint
+from .loading import (
+    ModelLoadError,
+    clear_weight_cache,
+    hf_state_dict,
+    load_model,
+    resolve_spec,
+    save_hf_checkpoint,
+)
 
 __all__ = [
     "ALL_TARGETS", "LlamaConfig", "Llama", "LoRAConfig", "LoRAParam", "ModelLoadError",
-    "apply_hidden", "apply_lm_head", "apply_logits", "causal_mask", "count_params",
+    "apply_hidden", "apply_lm_head", "apply_logits", "causal_mask", "clear_weight_cache", "count_params",
     "default_dtype", "hf_state_dict", "load_model", "save_hf_checkpoint", "merge_model", "resolve_spec", "rope_inv_freq",
     "segment_mask", "split_model", "token_logprobs",
 ]

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import struct
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
@@ -224,6 +225,44 @@ def build_model(config: LlamaConfig, base_flat: dict, lora: LoRAConfig | None = 
     return nnx.merge(graphdef, base, lora_state)
 
 
+# --------------------------------------------------------------------------------- weight cache
+# Loading the same checkpoint again in one process (tests, evaluation after training) reuses the
+# converted base weights: jax arrays are immutable, so models built from them cannot affect each
+# other. Only checkpoints up to _CACHE_MAX_BYTES are kept, at most _CACHE_ENTRIES of them.
+_CACHE: "OrderedDict[tuple, tuple[LlamaConfig, dict]]" = OrderedDict()
+_CACHE_ENTRIES = 2
+_CACHE_MAX_BYTES = 4 << 30
+
+
+def clear_weight_cache() -> None:
+    """Forget base weights kept from earlier ``load_model`` calls in this process."""
+    _CACHE.clear()
+
+
+def _files_key(paths) -> tuple:
+    key = []
+    for p in paths:
+        try:
+            st = Path(p).stat()
+        except OSError:
+            return (object(),)  # never matches: let the loader raise its own error
+        key.append((str(Path(p).resolve()), st.st_size, st.st_mtime_ns))
+    return tuple(key)
+
+
+def _cached_base(key, make):
+    hit = _CACHE.get(key)
+    if hit is not None and not any(getattr(a, "is_deleted", lambda: False)() for a in hit[1].values()):
+        _CACHE.move_to_end(key)
+        return hit
+    value = make()
+    if sum(getattr(a, "nbytes", 0) for a in value[1].values()) <= _CACHE_MAX_BYTES:
+        _CACHE[key] = value
+        while len(_CACHE) > _CACHE_ENTRIES:
+            _CACHE.popitem(last=False)
+    return value
+
+
 # --------------------------------------------------------------------------------- HF directory
 def load_hf_config(directory: Path, **overrides) -> LlamaConfig:
     cfg_path = directory / "config.json"
@@ -245,9 +284,16 @@ def load_hf_config(directory: Path, **overrides) -> LlamaConfig:
 def load_hf_dir(directory, *, dtype=None, lora=None, seed=0, remat=False, tokenizer=True):
     directory = Path(directory)
     dt = jnp.dtype(dtype) if dtype is not None else default_dtype()
-    config = load_hf_config(directory, dtype=dt, param_dtype=dt, remat=remat)
-    get, _ = _hf_tensor_source(directory)
-    model = build_model(config, assemble_base_state(config, get, str(directory)), lora, seed)
+    files = [directory / "config.json", *sorted(directory.glob("*.safetensors*"))]
+
+    def make():
+        config = load_hf_config(directory, dtype=dt, param_dtype=dt)
+        get, _ = _hf_tensor_source(directory)
+        return config, assemble_base_state(config, get, str(directory))
+
+    config, base = _cached_base(("hf", _files_key(files), dt.name), make)
+    config = config.replace(remat=remat)
+    model = build_model(config, base, lora, seed)
     tok = None
     if tokenizer:
         from transformers import AutoTokenizer
@@ -378,8 +424,15 @@ def read_gguf(path, *, dtype=None, remat=False):
 
 def load_gguf(path, *, dtype=None, lora=None, seed=0, remat=False, tokenizer=True):
     path = Path(path)
-    config, get = read_gguf(path, dtype=dtype, remat=remat)
-    model = build_model(config, assemble_base_state(config, get, str(path)), lora, seed)
+    dt = jnp.dtype(dtype) if dtype is not None else default_dtype()
+
+    def make():
+        config, get = read_gguf(path, dtype=dt)
+        return config, assemble_base_state(config, get, str(path))
+
+    config, base = _cached_base(("gguf", _files_key([path]), dt.name), make)
+    config = config.replace(remat=remat)
+    model = build_model(config, base, lora, seed)
     tok = None
     if tokenizer:
         from twosome_jax.tokenizer import load_gguf_tokenizer
