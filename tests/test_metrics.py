@@ -61,6 +61,13 @@ def test_records_scalars_and_per_seed(tmp_path):
     assert tb["kl_stop"] == [(128, 1.0)]
 
 
+def test_single_seed_vector_has_no_per_seed_tensorboard_tags(tmp_path):
+    with RunLogger(tmp_path, total_steps=512, progress=False) as lg:
+        rec = lg.log(1, 128, {"mean_return": np.array([0.5])})
+    assert rec["mean_return"] == 0.5 and rec["mean_return_per_seed"] == [0.5]
+    assert sorted(t for t in _tb_scalars(tmp_path) if t.startswith("mean_return")) == ["mean_return"]
+
+
 def test_rejects_bad_shapes_reserved_names_and_going_back(tmp_path):
     with RunLogger(tmp_path, total_steps=512, progress=False) as lg:
         with pytest.raises(ValueError, match="per-seed vectors"):

@@ -47,6 +47,23 @@ def test_curve_per_seed_mean_and_min_max_band(tmp_path):
     assert y.tolist() == [0.5, 2.0, 2.0] and lo.tolist() == [0.0, 1.0, 2.0] and hi.tolist() == [1.0, 3.0, 2.0]
 
 
+def test_single_seed_vectors_have_no_band(tmp_path):
+    path = _run(tmp_path, [(np.array([0.25]), np.array([1.0])), (np.array([0.5]), np.array([2.0]))])
+    x, y, lo, hi = curve(read_metrics(path), "success_rate")
+    assert y.tolist() == [0.25, 0.5] and lo is None and hi is None
+
+
+def test_greedy_eval_overlay_is_a_curve(tmp_path):
+    with RunLogger(tmp_path, total_steps=512, progress=False) as lg:
+        for it in range(1, 5):
+            extra = {"eval_success_greedy": np.array([1.0, 0.5])} if it % 2 == 0 else {}
+            lg.log(it, it * 128, {"success_rate": 0.1 * it, **extra})
+    x, y, lo, hi = curve(read_metrics(tmp_path / "metrics.jsonl"), "eval_success_greedy")
+    assert x.tolist() == [256, 512] and y.tolist() == [0.75, 0.75] and lo.tolist() == [0.5, 0.5]
+    plot_learning_curve(tmp_path, tmp_path / "c.png")
+    _assert_png(tmp_path / "c.png")
+
+
 def test_plot_writes_png_atomically_with_baselines(tmp_path):
     rng = np.random.default_rng(0)
     main_path = _run(tmp_path / "llm", [(rng.uniform(0, 1, 3), rng.normal(size=3)) for _ in range(20)])

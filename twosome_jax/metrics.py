@@ -10,7 +10,8 @@ x axis; a resumed writer purges the events it is about to rewrite.
 Values may be scalars or per-seed vectors (``--num-seeds K`` trains K runs in one program). A
 vector ``[K]`` is logged as its mean under the key (NaN entries, e.g. a seed that finished no
 episode this iteration, are left out of the mean) and, in the JSONL file only, as
-``KEY_per_seed`` (a list). TensorBoard gets the mean and one ``KEY/seed_i`` scalar per seed.
+``KEY_per_seed`` (a list). TensorBoard gets the mean and, for K > 1, one ``KEY/seed_i`` scalar
+per seed.
 Non-finite values are written as JSON ``null`` (strict JSON has no NaN) and skipped in
 TensorBoard.
 """
@@ -166,7 +167,7 @@ class RunLogger:
                 continue
             if key.endswith(PER_SEED_SUFFIX):
                 base = key[: -len(PER_SEED_SUFFIX)]
-                for i, v in enumerate(value):
+                for i, v in enumerate(value if len(value) > 1 else ()):  # one seed: the mean is it
                     if v is not None:
                         self._tb.add_scalar(f"{base}/seed_{i}", v, env_steps)
             elif isinstance(value, (int, float)):  # bools too; None (non-finite) is skipped

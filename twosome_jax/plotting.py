@@ -2,11 +2,13 @@
 
     python -m twosome_jax.plotting RUN_DIR [--compare [LABEL=]OTHER_RUN ...] [--out PNG]
 
-One panel per metric (default: success rate and mean return) against env steps. A multi-seed run
-(records with ``KEY_per_seed`` lists, see ``twosome_jax.metrics``) is drawn as the mean over seeds
-with a min-max band. The figure is drawn with matplotlib's Agg canvas directly (no pyplot, no
-global backend switch, so importing this from a notebook or a training process is harmless) and
-written atomically, so a viewer or a concurrent ``--compare`` never reads half a PNG.
+One panel per metric (default: success rate and mean return) against env steps, with the greedy
+evaluation (``eval_success_greedy`` / ``eval_return_greedy``) dashed where a run logged it. A
+multi-seed run (records with ``KEY_per_seed`` lists of K > 1 values, see ``twosome_jax.metrics``)
+is drawn as the mean over seeds with a min-max band. The figure is drawn with matplotlib's Agg
+canvas directly (no pyplot, no global backend switch, so importing this from a notebook or a
+training process is harmless) and written atomically, so a viewer or a concurrent ``--compare``
+never reads half a PNG.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from .metrics import METRICS_FILE, PER_SEED_SUFFIX, read_metrics
 
 DEFAULT_KEYS = ("success_rate", "mean_return")
 _TITLES = {"success_rate": "success rate", "mean_return": "mean episodic return"}
+# Drawn dashed in a panel when a run logged them (``python -m twosome_jax.train --set eval_every=N``):
+# the greedy policy is what the paper's "success rate reaches 0.95" refers to.
+OVERLAYS = {"success_rate": ("eval_success_greedy",), "mean_return": ("eval_return_greedy",)}
 
 
 def resolve_metrics_path(path: str | os.PathLike) -> str:
@@ -54,7 +59,7 @@ def curve(records: list[dict], key: str, smooth: int = 1):
     Records without a finite value are skipped (e.g. iterations in which no episode ended).
     """
     per_seed = key + PER_SEED_SUFFIX
-    if any(per_seed in r for r in records):
+    if any(len(r.get(per_seed) or ()) > 1 for r in records):
         rows = [(r["env_steps"], [np.nan if v is None else v for v in r[per_seed]])
                 for r in records if per_seed in r]
         x = np.array([s for s, _ in rows], dtype=np.float64)
@@ -100,15 +105,16 @@ def plot_learning_curve(metrics_jsonl_path: str | os.PathLike, png_path: str | o
     for ax, key in zip(axes, keys):
         drawn = False
         for i, (name, records) in enumerate(runs):
-            x, y, lo, hi = curve(records, key, smooth)
-            if len(x) == 0:
-                continue
-            color = f"C{i}"
-            line_label = name if lo is None else f"{name} (mean of {_num_seeds(records, key)} seeds, min-max)"
-            ax.plot(x, y, color=color, lw=1.6, label=line_label)
-            if lo is not None:
-                ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
-            drawn = True
+            for extra, style in ((None, "-"), *((k, "--") for k in OVERLAYS.get(key, ()))):
+                x, y, lo, hi = curve(records, extra or key, smooth if extra is None else 1)
+                if len(x) == 0:
+                    continue
+                line_label = name if extra is None else f"{name}, greedy eval"
+                if lo is not None:
+                    line_label += f" (mean of {_num_seeds(records, extra or key)} seeds, min-max)"
+                    ax.fill_between(x, lo, hi, color=f"C{i}", alpha=0.2 if extra is None else 0.1, lw=0)
+                ax.plot(x, y, style, color=f"C{i}", lw=1.6, label=line_label)
+                drawn = True
         if key == "success_rate":
             ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("env steps (macro actions, per seed)")
