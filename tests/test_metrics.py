@@ -61,10 +61,11 @@ def test_records_scalars_and_per_seed(tmp_path):
     assert tb["kl_stop"] == [(128, 1.0)]
 
 
-def test_single_seed_vector_has_no_per_seed_tensorboard_tags(tmp_path):
+def test_single_seed_vector_is_a_plain_scalar(tmp_path):
     with RunLogger(tmp_path, total_steps=512, progress=False) as lg:
-        rec = lg.log(1, 128, {"mean_return": np.array([0.5])})
-    assert rec["mean_return"] == 0.5 and rec["mean_return_per_seed"] == [0.5]
+        rec = lg.log(1, 128, {"mean_return": np.array([0.5]), "success_rate": np.array([np.nan])})
+    assert rec["mean_return"] == 0.5 and "mean_return_per_seed" not in rec
+    assert rec["success_rate"] is None and "success_rate_per_seed" not in rec
     assert sorted(t for t in _tb_scalars(tmp_path) if t.startswith("mean_return")) == ["mean_return"]
 
 

@@ -8,10 +8,10 @@ an iteration. TensorBoard gets the same scalars under ``RUN_DIR/tb/`` with the e
 x axis; a resumed writer purges the events it is about to rewrite.
 
 Values may be scalars or per-seed vectors (``--num-seeds K`` trains K runs in one program). A
-vector ``[K]`` is logged as its mean under the key (NaN entries, e.g. a seed that finished no
-episode this iteration, are left out of the mean) and, in the JSONL file only, as
-``KEY_per_seed`` (a list). TensorBoard gets the mean and, for K > 1, one ``KEY/seed_i`` scalar
-per seed.
+vector ``[K]`` with K > 1 is logged as its mean under the key (NaN entries, e.g. a seed that
+finished no episode this iteration, are left out of the mean) and, in the JSONL file only, as
+``KEY_per_seed`` (a list); TensorBoard gets the mean and one ``KEY/seed_i`` scalar per seed. A
+``[1]`` vector (one seed) is logged as a plain scalar.
 Non-finite values are written as JSON ``null`` (strict JSON has no NaN) and skipped in
 TensorBoard.
 """
@@ -75,6 +75,8 @@ def _summarise(value: Any) -> tuple[Any, list | None]:
         return (_clean(float(v)) if isinstance(v, float) else v), None
     if a.ndim != 1:
         raise ValueError(f"metric values must be scalars or per-seed vectors [K], got shape {a.shape}")
+    if a.shape == (1,):  # a single seed: just its value, no per-seed list
+        return _summarise(a[0])
     a = a.astype(np.float64)
     finite = a[np.isfinite(a)]
     mean = float(finite.mean()) if finite.size else None
@@ -167,7 +169,7 @@ class RunLogger:
                 continue
             if key.endswith(PER_SEED_SUFFIX):
                 base = key[: -len(PER_SEED_SUFFIX)]
-                for i, v in enumerate(value if len(value) > 1 else ()):  # one seed: the mean is it
+                for i, v in enumerate(value):
                     if v is not None:
                         self._tb.add_scalar(f"{base}/seed_{i}", v, env_steps)
             elif isinstance(value, (int, float)):  # bools too; None (non-finite) is skipped
