@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import envs_jax
 
 
-def measure(task: str, num_envs: int, steps: int, repeats: int = 3) -> float:
-    env, params = envs_jax.make(task)
+def measure(task: str, num_envs: int, steps: int, repeats: int = 3, nav: str = "table") -> float:
+    env, params = envs_jax.make(task, nav=nav)
     na = env.num_actions
 
     @jax.jit
@@ -51,11 +51,13 @@ def main() -> None:
     ap.add_argument("--task", default="tomato_salad")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024, 8192])
     ap.add_argument("--steps", type=int, default=64)
+    ap.add_argument("--nav", default="table", choices=["table", "astar"],
+                    help="navigation: A* lookup table (default) or the literal in-graph heap A*")
     args = ap.parse_args()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; task {args.task}")
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; task {args.task}; nav {args.nav}")
     for n in args.sizes:
         steps = max(8, min(args.steps, 1024 * args.steps // n)) if n < 1024 else args.steps // 4
-        sps = measure(args.task, n, steps)
+        sps = measure(args.task, n, steps, nav=args.nav)
         print(f"num_envs={n:6d}  {sps:12,.0f} macro steps/s")
 
 

@@ -18,6 +18,7 @@ from envs_jax.overcooked import game
 from envs_jax.overcooked.env import Overcooked
 from envs_jax.overcooked.layout import TASK_NAMES, get_task
 from envs_jax.overcooked.reachable import enumerate_reachable
+from envs_jax.overcooked.text import describe
 
 DATA = Path(__file__).parent / "data"
 GOLDEN_TASKS = ("tomato_salad", "lettuce_tomato_salad")
@@ -74,6 +75,7 @@ def test_golden_replay(task):
         for t, s in enumerate(e["steps"]):
             where = f"{task} episode {i} step {t} ({s['action_name']})"
             assert prev.tolist() == s["obs"], where
+            assert describe(prev, task) == (s["prompt"], s["actions"]), where
             k = int(info["macro_action_steps"][i, t])
             assert k == s["macro_action_steps"], where
             prims = info["prims"][i, t]
@@ -93,6 +95,7 @@ def test_golden_replay(task):
             prev = obs[i, t]
             steps_checked += 1
         assert prev.tolist() == e["final"]["obs"]
+        assert describe(prev, task) == (e["final"]["prompt"], e["final"]["actions"])
         assert s["done"]
     assert steps_checked == sum(len(e["steps"]) for e in eps)
 
