@@ -320,3 +320,16 @@ def test_vmap_equals_per_env_steps():
             for x, y in zip(jax.tree.leaves(out_i), jax.tree.leaves(out_b)):
                 np.testing.assert_array_equal(np.asarray(x), y[i])
         s = jax.tree.map(jnp.asarray, out_b[1])
+
+
+def test_render_and_gif(tmp_path):
+    from envs_jax.overcooked.render import render_episode, save_gif
+
+    frames = render_episode("lettuce_tomato_salad", [1, 4, 7, 3, 1, 6])
+    assert len(frames) == 7
+    for f in frames:
+        assert f.dtype == np.uint8 and f.shape == (7 * 48 + 40, 7 * 48, 3)
+    assert not np.array_equal(frames[0], frames[1])
+    path = tmp_path / "ep.gif"
+    save_gif(frames, str(path))
+    assert path.read_bytes()[:6] == b"GIF89a"

@@ -123,5 +123,11 @@ class Overcooked(environment.Environment[EnvState, EnvParams]):
             }
         )
 
+    def render(self, state: EnvState, caption: str = ""):
+        """RGB uint8 image of one (unbatched) state; see :mod:`envs_jax.overcooked.render`."""
+        from .render import render
+
+        return render(state, self.task, caption)
+
     def __repr__(self) -> str:
         return f"Overcooked({self.task.name!r}, nav={self.nav!r})"

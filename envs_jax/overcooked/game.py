@@ -368,7 +368,6 @@ def policy_obs(task: Task, state: EnvState) -> jax.Array:
 def prim_step(task: Task, params: EnvParams, state: EnvState, a: jax.Array):
     """One primitive action on the true state. Returns (state, reward, done, delivered)."""
     lay = task.layout
-    nf = lay.num_foods
     recipe = jnp.asarray(task.recipe_mask)
     food_spawn = _i32(lay.food_spawn)
     agent = state.agent
@@ -480,7 +479,6 @@ def prim_step(task: Task, params: EnvParams, state: EnvState, a: jax.Array):
         ep_discount=state.ep_discount * jnp.float32(C.MACRO_DISCOUNT),
         success=state.success | good,
     )
-    del nf
     return _update_memory(task, state), r, done, good
 
 
