@@ -7,9 +7,18 @@
 * ``ppo-mlp``: PPO from scratch, actor and critic MLPs on the vector observation.
 
 An agent is a set of pure functions; parameters live in the train state as plain dicts (so
-checkpoints and exports see ordinary arrays) and the frozen base is a separate argument that
-every seed and every device shares. ``frozen`` is the base's parameters for the LLM agents and
-an empty dict for ``ppo-mlp``.
+checkpoints and exports see ordinary arrays) and what never trains is a separate argument,
+``frozen``, that every seed and every device shares. For the LLM agents ``frozen`` holds the
+base weights (``"base"``) and, optionally, a critic-feature cache (``"cache_obs"`` [R, obs_dim]
+and ``"cache_features"`` [R, D]); for ``ppo-mlp`` it is an empty dict.
+
+The cache is exact, not an approximation: the critic reads the frozen base with adapters off,
+so its feature is a function of the observation alone, and an environment whose reachable
+observations can be enumerated (22 for tomato salad, 806 for lettuce-tomato salad) can have
+them all computed once before training. The rollout then looks features up instead of running
+the LLM over every prompt a second time. An observation missing from the cache (impossible when
+the enumeration is complete, which the tests check against the golden traces) gets a NaN
+feature, so the value, and every metric built on it, shows the gap loudly.
 """
 
 from __future__ import annotations
@@ -74,6 +83,13 @@ def init_lora(lora_template: dict, key) -> dict:
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def lookup_features(cache_obs, cache_features, obs):
+    """Rows of ``cache_features`` whose ``cache_obs`` equals each observation; NaN when absent."""
+    match = jnp.all(obs[:, None, :] == cache_obs[None, :, :], axis=-1)  # [N, R]
+    found = jnp.any(match, axis=-1, keepdims=True)
+    return jnp.where(found, cache_features[jnp.argmax(match, axis=-1)], jnp.nan)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class LLMAgent:
     """TWOSOME (``learns_policy=True``) or SayCan (False) on a text table of the environment."""
@@ -94,16 +110,19 @@ class LLMAgent:
         return actor, critic
 
     def _states(self, frozen, actor):
-        return nnx.State(frozen), nnx.State(actor)
+        return nnx.State(frozen["base"]), nnx.State(actor)
 
     def policy_logits(self, frozen, actor, obs):
         base, lora = self._states(frozen, actor)
         return scoring.policy_logits(self.graphdef, base, lora, self.text_table.tokenize(obs),
                                      implementation=self.implementation, normalization=self.normalization)
 
-    def critic_input(self, frozen, actor, obs):
+    def critic_input(self, frozen, actor, obs, tokens=None):
+        if "cache_obs" in frozen:
+            return lookup_features(frozen["cache_obs"], frozen["cache_features"], obs)
         base, lora = self._states(frozen, actor)
-        return scoring.critic_features(self.graphdef, base, lora, self.text_table.tokenize(obs))
+        tokens = self.text_table.tokenize(obs) if tokens is None else tokens
+        return scoring.critic_features(self.graphdef, base, lora, tokens)
 
     def rollout_outputs(self, frozen, actor, obs):
         """Policy logits and the critic's input for a batch of observations, one tokenization."""
@@ -111,7 +130,18 @@ class LLMAgent:
         tokens = self.text_table.tokenize(obs)
         logits = scoring.policy_logits(self.graphdef, base, lora, tokens,
                                        implementation=self.implementation, normalization=self.normalization)
-        return logits, scoring.critic_features(self.graphdef, base, lora, tokens)
+        return logits, self.critic_input(frozen, actor, obs, tokens)
+
+    def feature_cache(self, base: dict, observations, chunk: int = 16) -> dict:
+        """The critic feature of every observation in ``observations`` [R, obs_dim], computed once."""
+        fn = jax.jit(lambda base, obs: scoring.critic_features(
+            self.graphdef, nnx.State(base), nnx.State(self.lora_template), self.text_table.tokenize(obs)))
+        observations = np.asarray(observations, np.int32)
+        pad = (-len(observations)) % chunk  # fixed chunk shape: one compilation
+        padded = np.concatenate([observations, np.repeat(observations[:1], pad, 0)])
+        features = [np.asarray(fn(base, padded[i:i + chunk])) for i in range(0, len(padded), chunk)]
+        return {"cache_obs": jnp.asarray(observations),
+                "cache_features": jnp.asarray(np.concatenate(features)[: len(observations)])}
 
     def value(self, critic, critic_input):
         return apply_mlp(critic, critic_input)[..., 0]

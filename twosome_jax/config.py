@@ -97,6 +97,8 @@ class TrainConfig:
     critic_hidden: tuple[int, ...] = _f((1024, 512), "critic MLP hidden widths (ReLU, no bias)")
     dtype: str = _f("auto", "compute dtype: " + "|".join(DTYPES) + " (auto: float32 on CPU, bfloat16 on accelerators)")
     remat: bool = _f(False, "rematerialise decoder layers in the backward pass (less memory)")
+    critic_feature_cache: bool = _f(True, "precompute the critic feature of every reachable observation once "
+                                          "(exact: the base is frozen); false computes it in the rollout")
     # bookkeeping
     checkpoint_every: int = _f(10, "iterations between checkpoints")
     keep_checkpoints: int = _f(3, "checkpoints kept on disk")

@@ -36,7 +36,7 @@ class Setup:
     env: Any
     env_params: Any
     agent: Any
-    frozen: Any  # the base LLM's parameters (pure dict), or {} for ppo-mlp
+    frozen: Any  # what never trains: {"base": LLM weights, critic-feature cache} or {} for ppo-mlp
     model_config: Any = None
     lora_config: Any = None
     tokenizer: Any = None
@@ -78,7 +78,12 @@ def build(cfg: TrainConfig, *, task: str | None = None) -> Setup:
                      feature_dim=model_config.hidden_size, critic_hidden=tuple(cfg.critic_hidden),
                      implementation=cfg.scoring, normalization=cfg.normalization,
                      learns_policy=cfg.agent == "twosome")
-    return Setup(cfg, env, env_params, agent, frozen=nnx.to_pure_dict(base), model_config=model_config,
+    frozen = {"base": nnx.to_pure_dict(base)}
+    if cfg.critic_feature_cache:
+        from envs_jax.overcooked.reachable import enumerate_reachable
+
+        frozen.update(agent.feature_cache(frozen["base"], enumerate_reachable(env.task)["obs"]))
+    return Setup(cfg, env, env_params, agent, frozen=frozen, model_config=model_config,
                  lora_config=lora_config, tokenizer=tokenizer)
 
 
