@@ -123,3 +123,70 @@ def test_encode_rejects_non_prefix_tokenizer():
             return {"input_ids": [len(text)] + [ord(c) for c in text]}
     with pytest.raises(ValueError, match="not a prefix"):
         encode_texts(Joiner(), ["ab"], [["c"]])
+
+
+def _with(tokens, **fields):
+    from types import SimpleNamespace
+    return SimpleNamespace(**dict(vars(tokens), **fields))
+
+
+def test_max_action_tokens_is_the_largest_row_total(setup):
+    from twosome_jax.scoring import max_action_tokens
+    _, _, _, _, tokens = setup
+    totals = [sum(int(n) for n, m in zip(row, mask) if m)
+              for row, mask in zip(np.asarray(tokens.action_len), np.asarray(tokens.action_mask))]
+    assert max_action_tokens(tokens) == max(totals)
+    assert max_action_tokens(tokens) < tokens.action_ids.shape[1] * tokens.action_ids.shape[2]
+
+
+@pytest.mark.parametrize("extra", [0, 3, None])
+def test_packed_under_jit_any_sufficient_bound(setup, extra):
+    """Static bound exact, loose, or absent (traced: falls back to A*L): same values."""
+    from twosome_jax.scoring import max_action_tokens
+    tok, graphdef, base, lora, tokens = setup
+    ref = _reference(tok, graphdef, base, lora)
+    bound = None if extra is None else max_action_tokens(tokens) + extra
+    from types import SimpleNamespace
+    fn = jax.jit(lambda lora, t: action_logprobs(graphdef, base, lora, SimpleNamespace(**t),
+                                                 action_tokens_max=bound))
+    got = np.asarray(fn(lora, vars(tokens)))
+    valid = np.asarray(tokens.action_mask)
+    np.testing.assert_allclose(got[valid], ref[valid], atol=1e-4)
+
+
+def test_packed_invalid_action_in_the_middle(setup):
+    """A masked action between valid ones takes no slots and changes no other action's score."""
+    _, graphdef, base, lora, tokens = setup
+    full = {impl: np.asarray(action_logprobs(graphdef, base, lora, tokens, implementation=impl))
+            for impl in ("packed", "naive")}
+    mask = np.asarray(tokens.action_mask).copy()
+    mask[0, 1] = mask[1, 2] = False
+    holed = _with(tokens, action_mask=jnp.asarray(mask))
+    for impl in ("packed", "naive"):
+        got = np.asarray(action_logprobs(graphdef, base, lora, holed, implementation=impl))
+        np.testing.assert_allclose(got[mask], full["naive"][mask], atol=1e-4)
+        assert np.all(got[~mask] == 0)
+
+
+def test_tight_packed_gradients_match_naive_under_jit(setup):
+    from twosome_jax.scoring import max_action_tokens
+    _, graphdef, base, lora, tokens = setup
+    S = max_action_tokens(tokens)
+
+    def loss(lora, implementation):
+        logits = policy_logits(graphdef, base, lora, tokens, implementation=implementation,
+                               action_tokens_max=S if implementation == "packed" else None)
+        logp = jax.nn.log_softmax(logits, -1)
+        return jnp.sum(jnp.where(tokens.action_mask, logp * jnp.arange(logp.shape[-1]), 0.0))
+
+    gp = jax.jit(jax.grad(loss), static_argnums=1)(lora, "packed")
+    gn = jax.jit(jax.grad(loss), static_argnums=1)(lora, "naive")
+    for a, b in zip(jax.tree.leaves(gp), jax.tree.leaves(gn)):
+        assert float(jnp.abs(a).max()) > 0
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4, rtol=1e-3)
+
+
+def test_bad_bound_rejected(setup):
+    _, graphdef, base, lora, tokens = setup
+    with pytest.raises(ValueError, match="action_tokens_max must be positive"):
+        action_logprobs(graphdef, base, lora, tokens, action_tokens_max=0)

@@ -13,14 +13,25 @@ Two implementations with one interface:
 
 * ``naive``: every prompt+action pair is its own sequence ``[N*A, P+L]``, as the reference
   does. The prompt is read A times.
-* ``packed``: one sequence per observation, ``[N, P + A*L]``: the prompt, then every action's
-  block. A block mask lets action k's tokens see the prompt's real tokens and the earlier
-  tokens of their own block only, and positions restart at the prompt length in every block,
-  so each action sees exactly the context it would see alone. The prompt is read once.
+* ``packed``: one sequence per observation, ``[N, P + S]``: the prompt, then the real tokens of
+  every action back to back (tight packing), padded only to ``S = action_tokens_max``, the
+  largest total of action tokens any observation has (22 for tomato salad with SmolLM2,
+  against A*L = 40 padded slots). A block mask by action id lets action k's tokens see the
+  prompt's real tokens and the earlier tokens of their own action only, and positions restart
+  at the prompt length in every action, so each action sees exactly the context it would see
+  alone. The prompt is read once, and the LM head runs on the S predicting hidden states only
+  (gathered: the last real prompt token for an action's first token, the previous slot
+  otherwise).
 
-Both evaluate the LM head only at the positions that predict an action token (the last real
-prompt token, and every action token but the last), never over the whole sequence: for
-SmolLM2 the head is a 49k x 576 matmul, a large share of the per-token cost.
+``S`` must be static under ``jit``: pass ``action_tokens_max`` (``max_action_tokens`` computes
+it on the host from the token tables of every observation an environment can produce). Left
+``None`` it is the exact bound of the batch when the tables are concrete, and ``A*L`` (always
+safe, no saving) when they are traced. A bound smaller than a row's total silently drops that
+row's last tokens, so it must cover every observation.
+
+``naive`` keeps the reference's layout and evaluates the LM head at the A*L (padded) predicting
+positions, never over the whole sequence: for SmolLM2 the head is a 49k x 576 matmul, a large
+share of the per-token cost.
 """
 
 from __future__ import annotations
@@ -40,34 +51,79 @@ def _check_choice(name: str, value: str, accepted: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
 
 
-def _packed_hidden(graphdef, base, lora, tokens, use_lora):
-    """Hidden states that predict each action token, [N,A,L,D], reading each prompt once."""
+def _static_action_tokens_max(tokens, action_tokens_max):
+    """The static length S of the packed action region."""
+    A, L = tokens.action_ids.shape[-2:]
+    if action_tokens_max is not None:
+        S = int(action_tokens_max)
+        if S <= 0:
+            raise ValueError(f"action_tokens_max must be positive, got {action_tokens_max}")
+        return S
+    try:  # concrete token tables: the exact bound of this batch
+        return max(max_action_tokens(tokens), 1)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):  # traced (inside jit): the padded bound, always safe
+        return A * L
+
+
+def max_action_tokens(tokens) -> int:
+    """Host-side: the largest total of real action tokens of one observation in ``tokens``.
+
+    Pass it (computed once over every observation an environment can produce, e.g. its
+    reachable set) as ``action_tokens_max`` so that jitted ``packed`` scoring packs tightly.
+    """
+    alen = np.where(np.asarray(tokens.action_mask), np.asarray(tokens.action_len), 0)
+    return int(alen.sum(-1).max()) if alen.size else 0
+
+
+def _packed_layout(tokens, S):
+    """Tight packing of one observation's actions after its prompt.
+
+    Returns ids [N,P+S], positions [N,P+S], mask [N,P+S,P+S], the index of the hidden state that
+    predicts each action slot [N,S], the slot's action id [N,S] (A for padding slots), and
+    whether the slot holds a real token [N,S].
+    """
     prompt_ids, prompt_len, action_ids = tokens.prompt_ids, tokens.prompt_len, tokens.action_ids
     N, P = prompt_ids.shape
     _, A, L = action_ids.shape
-    T = P + A * L
-    ids = jnp.concatenate([prompt_ids, action_ids.reshape(N, A * L)], axis=1)
+    T = P + S
+    alen = jnp.where(tokens.action_mask, tokens.action_len, 0).astype(jnp.int32)  # [N,A]
+    end = jnp.cumsum(alen, axis=1)  # [N,A] exclusive end of each action's run of slots
+    start = end - alen
+    j = jnp.arange(S, dtype=jnp.int32)
+    block = jnp.sum(j[None, :, None] >= end[:, None, :], axis=-1).astype(jnp.int32)  # [N,S], A = padding
+    real = block < A
+    block_c = jnp.minimum(block, A - 1)
+    offset = jnp.where(real, j[None] - jnp.take_along_axis(start, block_c, axis=1), 0)  # [N,S]
+    flat = block_c * L + jnp.clip(offset, 0, L - 1)
+    act = jnp.take_along_axis(action_ids.reshape(N, A * L), flat, axis=1)
+    ids = jnp.concatenate([prompt_ids, jnp.where(real, act, 0)], axis=1).astype(jnp.int32)
+    positions = jnp.concatenate(
+        [jnp.broadcast_to(jnp.arange(P, dtype=jnp.int32), (N, P)), prompt_len[:, None] + offset],
+        axis=1).astype(jnp.int32)
 
     idx = jnp.arange(T)
-    is_prompt = idx < P
-    block = jnp.where(is_prompt, -1, (idx - P) // L)  # -1 for the prompt, k for action k
-    offset = jnp.where(is_prompt, idx, (idx - P) % L)  # position inside prompt or block
-    positions = jnp.where(is_prompt[None], idx[None], prompt_len[:, None] + offset[None]).astype(jnp.int32)
+    causal = idx[None, :] <= idx[:, None]  # [T,T] query t, key s
+    key_prompt = (idx[None, :] < P) & (idx[None, :] < prompt_len[:, None])  # [N,T] real prompt keys
+    seg = jnp.concatenate([jnp.full((N, P), -1, jnp.int32), block], axis=1)  # [N,T] -1 = prompt
+    same_action = (seg[:, :, None] == seg[:, None, :]) & (seg[:, None, :] >= 0)
+    # every token sees the real prompt tokens before it; an action token also sees the earlier
+    # tokens of its own action (padding slots form one more "action" and see only themselves
+    # and the prompt; nothing real sees them).
+    mask = causal[None] & (key_prompt[:, None, :] | same_action)
 
-    key_is_real_prompt = is_prompt[None, :] & (idx[None, :] < prompt_len[:, None])  # [N,T]
-    causal_prompt = is_prompt[:, None] & is_prompt[None, :] & (idx[None, :] <= idx[:, None])
-    same_block_causal = (block[:, None] == block[None, :]) & (block[:, None] >= 0) & (
-        offset[None, :] <= offset[:, None])
-    # prompt queries: causal over real prompt keys; action queries: every real prompt key
-    # plus their own block up to themselves.
-    mask = (key_is_real_prompt[:, None, :] & (causal_prompt[None] | ~is_prompt[None, :, None])) | (
-        same_block_causal[None])
+    predict_at = jnp.where(offset == 0, prompt_len[:, None] - 1, P + j[None] - 1)  # [N,S]
+    return ids, positions, mask, predict_at, block, real
+
+
+def _packed_token_logprobs(graphdef, base, lora, tokens, use_lora, S):
+    ids, positions, mask, predict_at, block, real = _packed_layout(tokens, S)
+    P = tokens.prompt_ids.shape[1]
     hidden = apply_hidden(graphdef, base, lora, ids, positions, mask, use_lora=use_lora)  # [N,T,D]
-
-    last_prompt = jnp.take_along_axis(hidden, (prompt_len - 1)[:, None, None], axis=1)  # [N,1,D]
-    blocks = hidden[:, P:].reshape(N, A, L, -1)
-    first = jnp.broadcast_to(last_prompt[:, None], (N, A, 1, hidden.shape[-1]))
-    return jnp.concatenate([first, blocks[:, :, : L - 1]], axis=2)
+    h = jnp.take_along_axis(hidden, predict_at[..., None], axis=1)  # [N,S,D]
+    lp = _target_logprobs(graphdef, base, lora, h, ids[:, P:])
+    A = tokens.action_ids.shape[1]
+    onehot = jax.nn.one_hot(block, A, dtype=lp.dtype)  # padding (block A) -> zeros
+    return jnp.einsum("ns,nsa->na", jnp.where(real, lp, 0.0), onehot)
 
 
 def _naive_hidden(graphdef, base, lora, tokens, use_lora):
@@ -95,21 +151,31 @@ def _naive_hidden(graphdef, base, lora, tokens, use_lora):
     return jnp.take_along_axis(hidden, jnp.broadcast_to(predict_at, (N, A, L))[..., None], axis=2)
 
 
+def _target_logprobs(graphdef, base, lora, hidden, targets):
+    """log softmax(lm_head(hidden))[target], [...]: the head only where it is needed."""
+    logits = apply_lm_head(graphdef, base, lora, hidden)  # [..., V] float32
+    picked = jnp.take_along_axis(logits, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return picked - jax.nn.logsumexp(logits, axis=-1)
+
+
 def action_logprobs(graphdef, base, lora, tokens, *, implementation: str = "packed",
-                    use_lora: bool = True):
+                    use_lora: bool = True, action_tokens_max: int | None = None):
     """Summed log-probability of each action's tokens given its prompt, [N,A] float32.
 
     Invalid actions (``action_mask`` False) get 0 here; ``policy_logits`` turns them to -inf.
+    ``action_tokens_max`` (static; ``packed`` only) bounds the real action tokens of one
+    observation, see the module docstring.
     """
     _check_choice("scoring implementation", implementation, IMPLEMENTATIONS)
-    hidden_fn = _packed_hidden if implementation == "packed" else _naive_hidden
-    hidden = hidden_fn(graphdef, base, lora, tokens, use_lora)  # [N,A,L,D]
-    logits = apply_lm_head(graphdef, base, lora, hidden)  # [N,A,L,V] float32
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    target = jnp.take_along_axis(logp, tokens.action_ids[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    L = tokens.action_ids.shape[-1]
-    real = jnp.arange(L)[None, None, :] < tokens.action_len[..., None]
-    total = jnp.sum(jnp.where(real, target, 0.0), axis=-1)
+    if implementation == "packed":
+        S = _static_action_tokens_max(tokens, action_tokens_max)
+        total = _packed_token_logprobs(graphdef, base, lora, tokens, use_lora, S)
+    else:
+        hidden = _naive_hidden(graphdef, base, lora, tokens, use_lora)  # [N,A,L,D]
+        lp = _target_logprobs(graphdef, base, lora, hidden, tokens.action_ids)  # [N,A,L]
+        L = tokens.action_ids.shape[-1]
+        real = jnp.arange(L)[None, None, :] < tokens.action_len[..., None]
+        total = jnp.sum(jnp.where(real, lp, 0.0), axis=-1)
     return jnp.where(tokens.action_mask, total, 0.0)
 
 
@@ -125,9 +191,11 @@ def normalize_scores(logprob_sum, tokens, normalization: str = "word"):
 
 
 def policy_logits(graphdef, base, lora, tokens, *, implementation: str = "packed",
-                  normalization: str = "word", use_lora: bool = True):
+                  normalization: str = "word", use_lora: bool = True,
+                  action_tokens_max: int | None = None):
     """Categorical logits of the TWOSOME policy for a batch of token tables, [N,A]."""
-    lp = action_logprobs(graphdef, base, lora, tokens, implementation=implementation, use_lora=use_lora)
+    lp = action_logprobs(graphdef, base, lora, tokens, implementation=implementation, use_lora=use_lora,
+                         action_tokens_max=action_tokens_max)
     return normalize_scores(lp, tokens, normalization)
 
 
