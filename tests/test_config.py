@@ -209,3 +209,15 @@ def test_help_lists_every_key_with_default():
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default).lower()
         assert shown in row[0].lower(), (name, row[0])
     assert len(FIELDS) == len(dataclasses.fields(TrainConfig))
+
+
+def test_flags_and_set_are_validated_together():
+    """A flag that is only valid together with a later --set (batch shrunk below the steps)."""
+    import argparse
+
+    from twosome_jax.config import add_config_arguments, config_from_args
+
+    parser = add_config_arguments(argparse.ArgumentParser())
+    cfg = config_from_args(parser.parse_args(["--total-timesteps", "96", "--set", "num_steps=8",
+                                              "--seed", "3", "--set", "seed=4"]))
+    assert (cfg.total_timesteps, cfg.num_steps, cfg.seed) == (96, 8, 4)

@@ -97,6 +97,7 @@ class TrainConfig:
     critic_hidden: tuple[int, ...] = _f((1024, 512), "critic MLP hidden widths (ReLU, no bias)")
     dtype: str = _f("auto", "compute dtype: " + "|".join(DTYPES) + " (auto: float32 on CPU, bfloat16 on accelerators)")
     remat: bool = _f(False, "rematerialise decoder layers in the backward pass (less memory)")
+    model_parallel: int = _f(1, "devices that split the frozen base's weights (the rest split the envs)")
     critic_feature_cache: bool = _f(True, "precompute the critic feature of every reachable observation once "
                                           "(exact: the base is frozen); false computes it in the rollout")
     # bookkeeping
@@ -161,7 +162,7 @@ def _validate(c: TrainConfig) -> None:
         bad("model", "a non-empty model spec (name, directory or .gguf path)")
     for name in ("num_seeds", "total_timesteps", "num_envs", "num_steps", "policy_num_minibatches",
                  "value_num_minibatches", "update_epochs", "gradient_accumulation_steps",
-                 "lora_rank", "checkpoint_every", "keep_checkpoints", "eval_episodes"):
+                 "lora_rank", "checkpoint_every", "keep_checkpoints", "eval_episodes", "model_parallel"):
         if getattr(c, name) <= 0:
             bad(name, "an integer > 0")
     for name in ("seed", "critic_warmup_updates", "eval_every"):
@@ -406,10 +407,14 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser |
     """
     try:
         cfg = load_config(args.config) if getattr(args, "config", None) else TrainConfig()
-        flags = [(key, getattr(args, key)) for _, key, _ in _FLAGS if getattr(args, key, None) is not None]
-        if flags:
-            cfg = _build(cfg, flags, "command-line flags")
-        return apply_overrides(cfg, getattr(args, "overrides", None) or [])
+        # flags and --set are applied in one step (--set last, so it wins) and validated once,
+        # so "--total-timesteps 96 --set num_steps=8" is judged on the final values.
+        items = [(key, getattr(args, key)) for _, key, _ in _FLAGS if getattr(args, key, None) is not None]
+        for ov in getattr(args, "overrides", None) or []:
+            if "=" not in ov:
+                raise ConfigError(f"override {ov!r} is not KEY=VALUE (e.g. --set gamma=0.95)")
+            items.append(tuple(ov.split("=", 1)))
+        return _build(cfg, items, "the command line") if items else cfg
     except ConfigError as e:
         if parser is None:
             raise

@@ -125,14 +125,22 @@ def restore_checkpoint(manager, abstract_state, step: int | None = None):
         raise RunError(f"checkpoint {step} in {manager.directory} cannot be restored: {first}") from e
 
 
-def data_mesh(num_envs: int):
-    """A 1-D mesh over the local devices for the environment (batch) axis, or None on one device."""
+def make_mesh(num_envs: int, model_parallel: int = 1):
+    """A ``(data, model)`` mesh over the local devices, or None on one device.
+
+    ``data`` splits the environments (and with them the rollout and the update batch);
+    ``model`` splits the frozen base's weight matrices, for bases that do not fit one device.
+    """
     devices = jax.local_devices()
-    if len(devices) == 1:
+    if len(devices) == 1 and model_parallel == 1:
         return None
-    if num_envs % len(devices):
-        raise RunError(f"num_envs={num_envs} must be a multiple of the {len(devices)} local devices")
-    return jax.sharding.Mesh(np.array(devices), ("data",))
+    if len(devices) % model_parallel:
+        raise RunError(f"model_parallel={model_parallel} must divide the {len(devices)} local devices")
+    data = len(devices) // model_parallel
+    if num_envs % data:
+        raise RunError(f"num_envs={num_envs} must be a multiple of the data-parallel size {data} "
+                       f"({len(devices)} devices / model_parallel {model_parallel})")
+    return jax.sharding.Mesh(np.array(devices).reshape(data, model_parallel), ("data", "model"))
 
 
 def shard_state(state, mesh, num_envs: int, env_axis: int = 1):
@@ -147,3 +155,24 @@ def shard_state(state, mesh, num_envs: int, env_axis: int = 1):
         return jax.device_put(x, NamedSharding(mesh, spec))
 
     return jax.tree_util.tree_map_with_path(place, state)
+
+
+def shard_frozen(frozen, mesh):
+    """Replicate what never trains, except that with a ``model`` axis larger than one, every
+    stacked weight matrix [layers, in, out] of the base is split over ``model`` along its output
+    axis (the embedding along its vocabulary axis); XLA inserts the collectives."""
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    split = mesh.shape["model"]
+
+    def place(path, x):
+        names = [str(getattr(k, "key", k)) for k in path]
+        spec = P()
+        if split > 1 and names and names[0] == "base":
+            if x.ndim == 3 and x.shape[2] % split == 0:
+                spec = P(None, None, "model")
+            elif x.ndim == 2 and x.shape[0] % split == 0:
+                spec = P("model", None)
+        return jax.device_put(x, NamedSharding(mesh, spec))
+
+    return jax.tree_util.tree_map_with_path(place, frozen)

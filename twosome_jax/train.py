@@ -54,12 +54,10 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
         save_config(cfg, run_dir / runlib.CONFIG_FILE)
         step, state = None, init(keys)
     frozen = setup.frozen
-    mesh = runlib.data_mesh(cfg.num_envs)
+    mesh = runlib.make_mesh(cfg.num_envs, cfg.model_parallel)
     if mesh is not None:
-        from jax.sharding import NamedSharding, PartitionSpec
-
         state = runlib.shard_state(state, mesh, cfg.num_envs)
-        frozen = jax.device_put(frozen, NamedSharding(mesh, PartitionSpec()))
+        frozen = runlib.shard_frozen(frozen, mesh)
 
     eval_greedy = _eval_fn(setup, 1, greedy=True) if cfg.eval_every else None
     eval_sampled = _eval_fn(setup, cfg.eval_episodes, greedy=False) if cfg.eval_every else None
