@@ -1,0 +1,52 @@
+"""Overcooked throughput under jit + vmap: macro steps per second.
+
+``test_env[tomato_salad-N{1,64,1024,8192}]``: random uniform macro actions, ``env.step`` with
+auto-reset, ``lax.scan`` over a fixed number of steps inside one jitted call (the same loop as
+``benchmarks/measure_env.py``). ``extra_info["macro_steps_per_s"]`` uses the best round.
+"""
+
+from __future__ import annotations
+
+import jax
+import pytest
+
+SIZES = (1, 64, 1024, 8192)
+TASKS = ("tomato_salad", "lettuce_tomato_salad")
+
+
+def _steps(n):
+    return 256 if n <= 64 else 64
+
+
+@pytest.mark.parametrize("num_envs", SIZES, ids=[f"N{n}" for n in SIZES])
+@pytest.mark.parametrize("task", TASKS)
+def test_env(benchmark, task, num_envs):
+    import envs_jax
+
+    env, params = envs_jax.make(task)
+    na, steps = env.num_actions, _steps(num_envs)
+
+    @jax.jit
+    def rollout(key, state):
+        def body(carry, _):
+            key, state = carry
+            key, ka, ks = jax.random.split(key, 3)
+            actions = jax.random.randint(ka, (num_envs,), 0, na)
+            obs, state, r, term, trunc, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(ks, num_envs), state, actions, params)
+            return (key, state), r.sum()
+        (key, state), rs = jax.lax.scan(body, (key, state), None, length=steps)
+        return key, state, rs
+
+    _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(0), num_envs), params)
+    carry = {"key": jax.random.key(1), "state": state}
+
+    def run():
+        carry["key"], carry["state"], rs = rollout(carry["key"], carry["state"])
+        jax.block_until_ready(rs)
+
+    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+    best = benchmark.stats.stats.min
+    benchmark.extra_info.update(num_envs=num_envs, steps_per_call=steps, macro_steps=num_envs * steps,
+                                macro_steps_per_s=round(num_envs * steps / best),
+                                macro_steps_per_s_mean=round(num_envs * steps / benchmark.stats.stats.mean))

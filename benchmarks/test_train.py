@@ -1,0 +1,45 @@
+"""One full training iteration (rollout + GAE + PPO update), jitted whole, in env steps/s.
+
+``test_train[smollm2-tomato_salad-4x32-{variant}]`` for the variants of ``train_setup.py``;
+``test_train[tiny-...]`` is the same loop with the tiny random model (the non-LLM overhead).
+``extra_info["env_steps_per_s"]`` uses the best round; the first (warm-up) call compiles.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import pytest
+
+from train_setup import VARIANTS, make_setup, variant
+
+MODELS = {"tiny": "tiny-random", "smollm2": "smollm2-135m-instruct"}
+
+
+@functools.lru_cache(maxsize=None)
+def _setup(model):
+    return make_setup(MODELS[model])
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("model", ["tiny", "smollm2"])
+def test_train(benchmark, model, name):
+    cfg, setup, reach, S = _setup(model)
+    trainer, frozen = variant(cfg, setup, reach, S, name)
+    state0 = jax.jit(trainer.init)(jax.random.key(0))
+    it = jax.jit(trainer.iteration)
+
+    def run():  # always from the same state: every round does the same work
+        state, metrics = it(frozen, state0)
+        jax.block_until_ready((state, metrics))
+        return metrics
+
+    rounds = 5 if model == "tiny" else 1
+    metrics = benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
+    steps = cfg.num_envs * cfg.num_steps
+    best = benchmark.stats.stats.min
+    benchmark.extra_info.update(
+        env_steps=steps, env_steps_per_s=round(steps / best, 3), seconds_per_env_step=round(best / steps, 3),
+        action_tokens_max=S if name.startswith("tight") else None,
+        policy_steps=float(metrics["policy_steps"]), early_stopped=bool(metrics["early_stopped"]))
