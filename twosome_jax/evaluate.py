@@ -59,7 +59,7 @@ def evaluate_run(run_dir, *, episodes: int, task: str | None = None, seed_index:
 
 
 def write_episode_gif(setup, actor, path: str) -> str:
-    """Play one greedy episode step by step and write it as a GIF."""
+    """Play one greedy episode and write it as a GIF, each frame captioned with its macro action."""
     import jax
     import jax.numpy as jnp
 
@@ -68,15 +68,16 @@ def write_episode_gif(setup, actor, path: str) -> str:
     env, params = setup.env, setup.env_params
     logits_fn = jax.jit(lambda a, o: setup.agent.policy_logits(setup.frozen, a, o))
     step = jax.jit(env.step_env)
-    obs, state = env.reset_env(jax.random.PRNGKey(0), params)
-    states = [state]
-    for _ in range(256):
-        action = jnp.argmax(logits_fn(actor, obs[None])[0])
-        obs, state, _, done, _ = step(jax.random.PRNGKey(0), state, action, params)
-        states.append(state)
+    key = jax.random.PRNGKey(0)
+    obs, state = env.reset_env(key, params)
+    frames = [env.render(state, "reset")]
+    for _ in range(256):  # a macro takes >= 1 primitive step; episodes end by 210
+        action = int(jnp.argmax(logits_fn(actor, obs[None])[0]))
+        obs, state, reward, done, _ = step(key, state, action, params)
+        frames.append(env.render(state, f"{env.macro_names[action]} ({float(reward):+.3f})"))
         if bool(done):
             break
-    save_gif(env, states, path)
+    save_gif(frames, path)
     return path
 
 

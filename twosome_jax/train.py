@@ -17,6 +17,10 @@ DESCRIPTION = """Train an LLM policy (TWOSOME) or a baseline with PPO on an Over
 With no arguments: tomato salad with SmolLM2-135M-Instruct and the reference's settings."""
 
 
+# Where PyTorch users find the built-in bases, for the exported adapter's base_model_name_or_path.
+HF_NAMES = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
 def _eval_fn(setup, episodes: int, greedy: bool):
     import jax
 
@@ -105,7 +109,8 @@ def finish(setup, run_dir: Path, state) -> None:
             where = run_dir if k == 0 else run_dir / "seeds" / str(k)
             actor = jax.tree.map(lambda x: x[k], state.actor)
             critic = jax.tree.map(lambda x: x[k], state.critic)
-            export_peft_adapter(actor, setup.model_config, setup.lora_config, where / "adapter", setup.cfg.model)
+            export_peft_adapter(actor, setup.model_config, setup.lora_config, where / "adapter",
+                                HF_NAMES.get(setup.cfg.model, setup.cfg.model))
             export_critic(critic, where / "critic.safetensors")
     plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
 
