@@ -1,0 +1,95 @@
+"""Where the time of one training iteration goes (SmolLM2, tomato salad, 4 envs x 32 steps).
+
+    python benchmarks/profile_iteration.py [--model smollm2-135m-instruct] [--variants default tight]
+
+Times the jitted pieces separately (best of --repeats after a compile call):
+the whole iteration; the rollout alone (32 steps of scoring + critic input + env); one
+rollout step's policy scoring (4 observations); the environment alone (32 steps x 4 envs);
+the critic feature of 4 observations by the LLM (what the cache saves); one policy minibatch's
+forward+backward (4 observations, the update runs 32 of them). The update's remainder (GAE,
+critic MLP updates, optimizer) is the iteration minus the rollout minus 32 minibatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(__file__))
+from train_setup import make_setup, variant  # noqa: E402
+
+
+def best_of(fn, *args, repeats=2):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - t
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - t)
+    return best, first
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--variants", nargs="+", default=["default", "tight"])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--skip-iteration", action="store_true")
+    args = ap.parse_args()
+    from twosome_jax.ppo import policy_loss
+    from twosome_jax.scoring import critic_features
+
+    cfg, setup, reach, S = make_setup(args.model)
+    out = {"model": args.model, "jax": jax.__version__, "loadavg": os.getloadavg(), "action_tokens_max": S,
+           "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    n, T = cfg.num_envs, cfg.num_steps
+    env, params = setup.env, setup.env_params
+    for name in args.variants:
+        trainer, frozen = variant(cfg, setup, reach, S, name)
+        agent = trainer.agent
+        state = jax.jit(trainer.init)(jax.random.key(0))
+        r = {}
+        if not args.skip_iteration:
+            r["iteration"] = best_of(jax.jit(trainer.iteration), frozen, state, repeats=args.repeats)
+        r["rollout"] = best_of(jax.jit(lambda f, s: trainer.rollout(f, s)[1]), frozen, state, repeats=args.repeats)
+        r["policy_fwd_4obs"] = best_of(jax.jit(agent.policy_logits), frozen, state.actor, state.obs,
+                                       repeats=3 * args.repeats)
+
+        def grad4(actor, frozen, obs):
+            def loss(actor):
+                logits = agent.policy_logits(frozen, actor, obs)
+                l, _ = policy_loss(logits, jnp.zeros(n, jnp.int32), jnp.full(n, -1.6), jnp.arange(n, dtype=jnp.float32),
+                                   clip_coef=0.2, ent_coef=0.01, norm_adv=True)
+                return l
+            return jax.grad(loss)(actor)
+
+        r["policy_fwdbwd_4obs"] = best_of(jax.jit(grad4), state.actor, frozen, state.obs, repeats=3 * args.repeats)
+        out[name] = {k: {"best_s": round(v[0], 4), "first_call_s": round(v[1], 2)} for k, v in r.items()}
+
+    def env_only(env_state):
+        def body(c, k):
+            _, c, *_ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(jax.random.split(k, n), c,
+                                                                   jnp.full(n, 2, jnp.int32), params)
+            return c, None
+        return jax.lax.scan(body, env_state, jax.random.split(jax.random.key(0), T))[0]
+
+    state = jax.jit(trainer.init)(jax.random.key(0))
+    base, lora = agent._states(setup.frozen, state.actor)
+    crit = jax.jit(lambda b, obs: critic_features(agent.graphdef, b, lora, agent.text_table.tokenize(obs)))
+    common = {"env_32steps_4envs": best_of(jax.jit(env_only), state.env_state, repeats=5),
+              "critic_feature_4obs_llm": best_of(crit, base, state.obs, repeats=3 * args.repeats),
+              "tokenize_4obs": best_of(jax.jit(agent.text_table.tokenize), state.obs, repeats=10)}
+    out["common"] = {k: {"best_s": round(v[0], 4), "first_call_s": round(v[1], 2)} for k, v in common.items()}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
