@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from twosome_jax.model import Llama, LlamaConfig, LoRAConfig, LoRAParam, split_model
+from twosome_jax.model import Llama, LlamaConfig, LoRAConfig, split_model
 from twosome_jax.scoring import (
     action_logprobs,
     critic_features,

@@ -18,7 +18,7 @@ import argparse
 import dataclasses
 import difflib
 import os
-import tempfile
+from pathlib import Path
 import types
 import typing
 from typing import Any
@@ -339,22 +339,10 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) ->
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     """Write every field as YAML, atomically (``load_config`` reads back an equal config)."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".config-", suffix=".yaml.tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the final file private
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from twosome_jax.atomic import write_atomic
+
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 # dedicated flags: (flag, config key, metavar)

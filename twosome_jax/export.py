@@ -25,11 +25,12 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from twosome_jax.atomic import write_atomic
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -70,22 +71,6 @@ def _flatten(tree: Any) -> dict[tuple[str, ...], np.ndarray]:
 
     walk((), tree)
     return out
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write through a temp file in the same directory, fsync, rename (no torn files)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _alpha_json(alpha: float):
@@ -147,8 +132,8 @@ def export_peft_adapter(lora_state, model_config, lora_config, out_dir: str | os
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / ADAPTER_WEIGHTS, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
-    _write_atomic(out / ADAPTER_CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+    write_atomic(out / ADAPTER_WEIGHTS, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+    write_atomic(out / ADAPTER_CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
     return out
 
 
@@ -252,5 +237,5 @@ def export_critic(critic_params, path: str | os.PathLike) -> Path:
     tensors = {".".join(p): np.ascontiguousarray(v, dtype=np.float32) for p, v in flat.items()}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out, lambda p: save_file(tensors, p, metadata={"format": "jax", "layout": "x @ w ([in, out])"}))
+    write_atomic(out, lambda p: save_file(tensors, p, metadata={"format": "jax", "layout": "x @ w ([in, out])"}))
     return out

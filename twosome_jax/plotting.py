@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 import numpy as np
 
@@ -133,20 +132,9 @@ def _num_seeds(records: list[dict], key: str) -> int:
 
 
 def _save_atomic(fig, png_path: str) -> str:
-    d = os.path.dirname(os.path.abspath(png_path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".plot-", suffix=".png.tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the final file private
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=110)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, png_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from twosome_jax.atomic import write_atomic
+
+    write_atomic(png_path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     return png_path
 
 

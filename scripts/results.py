@@ -1,0 +1,97 @@
+"""Produce docs/RESULTS.md: TWOSOME with SmolLM2-135M next to the paper's baselines.
+
+    .venv/bin/python scripts/results.py --task tomato_salad --total-timesteps 20480 \\
+        --set policy_learning_rate=1e-4 --set value_learning_rate=5e-4
+
+trains (or, with --resume-existing, continues) three runs under runs/results/TASK/: ``twosome``
+(SmolLM2 + LoRA), ``ppo-mlp`` (PPO on the vector observation) and ``saycan`` (the untrained
+LLM), each with greedy and sampled evaluation every ``--eval-every`` iterations. Then it
+writes a comparison plot and a section of docs/RESULTS.md from the runs' metrics.jsonl: the
+env steps at which greedy success first reaches the threshold, the last evaluation, and the
+wall time. Every number in that section comes from those files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+AGENTS = ("twosome", "ppo-mlp", "saycan")
+
+
+def train(task: str, agent: str, run_dir: Path, args) -> None:
+    if (run_dir / "config.yaml").exists():
+        cmd = ["--resume", str(run_dir)]
+    else:
+        cmd = ["--config", str(REPO / "configs" / f"{task}.yaml"), "--agent", agent, "--run-dir", str(run_dir),
+               "--total-timesteps", str(args.total_timesteps), "--set", f"eval_every={args.eval_every}",
+               "--set", f"eval_episodes={args.eval_episodes}", "--set", "checkpoint_every=2"]
+        if agent != "ppo-mlp":
+            cmd += [x for kv in args.set for x in ("--set", kv)]
+    subprocess.run([sys.executable, "-m", "twosome_jax.train", "--no-progress", *cmd], cwd=REPO, check=True)
+
+
+def summarize(run_dir: Path, threshold: float) -> dict:
+    records = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    evals = [r for r in records if r.get("eval_success_greedy") is not None]
+    first = next((r["env_steps"] for r in evals if r["eval_success_greedy"] >= threshold), None)
+    last = evals[-1] if evals else {}
+    return {"iterations": records[-1]["iteration"], "env_steps": records[-1]["env_steps"],
+            "wall_minutes": (records[-1]["wall_time"] - records[0]["wall_time"]) / 60 if len(records) > 1 else 0.0,
+            "first_greedy": first, "last_greedy": last.get("eval_success_greedy"),
+            "last_sampled": last.get("eval_success_sampled"), "steps_per_second":
+            sum(r["steps_per_second"] for r in records[1:]) / max(len(records) - 1, 1)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", default="tomato_salad")
+    parser.add_argument("--total-timesteps", type=int, default=20480)
+    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--threshold", type=float, default=0.95)
+    parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=AGENTS)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config overrides for the LLM agents (twosome, saycan)")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the report from existing runs")
+    args = parser.parse_args(argv)
+
+    root = REPO / "runs" / "results" / args.task
+    if not args.report_only:
+        for agent in args.agents:
+            train(args.task, agent, root / agent, args)
+    runs = {a: root / a for a in AGENTS if (root / a / "metrics.jsonl").exists()}
+    from twosome_jax.plotting import plot_learning_curve
+
+    figure = REPO / "docs" / f"results_{args.task}.png"
+    main_run = runs.get("twosome") or next(iter(runs.values()))
+    plot_learning_curve(main_run / "metrics.jsonl", figure,
+                        baselines={a: r / "metrics.jsonl" for a, r in runs.items() if r != main_run},
+                        title=f"{args.task}: TWOSOME (SmolLM2-135M) vs baselines")
+    lines = [f"## {args.task}", "",
+             f"Produced by `.venv/bin/python scripts/results.py --task {args.task} "
+             f"--total-timesteps {args.total_timesteps} "
+             + " ".join(f"--set {kv}" for kv in args.set) + "`.", "",
+             f"![learning curves](results_{args.task}.png)", "",
+             f"| agent | iterations | env steps | wall time (min) | env steps/s | first env step with greedy "
+             f"success >= {args.threshold} | last greedy success | last sampled success |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for agent, run in runs.items():
+        s = summarize(run, args.threshold)
+        fmt = lambda v: "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+        lines.append(f"| {agent} | {s['iterations']} | {s['env_steps']} | {s['wall_minutes']:.1f} | "
+                     f"{s['steps_per_second']:.2f} | {fmt(s['first_greedy']) if s['first_greedy'] is not None else 'not reached'} | "
+                     f"{fmt(s['last_greedy'])} | {fmt(s['last_sampled'])} |")
+    section = "\n".join(lines) + "\n"
+    out = REPO / "docs" / f"RESULTS_{args.task}.md"
+    out.write_text(section)
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
