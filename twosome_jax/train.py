@@ -52,8 +52,10 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
 
     run_dir.mkdir(parents=True, exist_ok=True)
     manager = runlib.checkpoint_manager(run_dir, keep=cfg.keep_checkpoints)
-    if resume:
+    if resume and manager.latest_step() is not None:
         step, state = runlib.restore_checkpoint(manager, jax.eval_shape(init, keys))
+    elif resume:  # killed before its first checkpoint: start again from the saved config
+        step, state = 0, init(keys)
     else:
         save_config(cfg, run_dir / runlib.CONFIG_FILE)
         step, state = None, init(keys)
