@@ -34,9 +34,9 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["jax_backend"] = jax.default_backend()
     machine_info["jax_devices"] = str(jax.devices())
     machine_info["cpu_count"] = os.cpu_count()
-    machine_info["date_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    machine_info["date_utc_when_saved"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     try:
-        machine_info["loadavg_at_start"] = os.getloadavg()
+        machine_info["loadavg_when_saved"] = os.getloadavg()
     except OSError:
         pass
 

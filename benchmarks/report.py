@@ -78,7 +78,7 @@ def train_table(benches):
 
 def main():
     machine, benches = _cases(sys.argv[1:])
-    keys = ("node", "cpu_count", "jax", "jax_backend", "date_utc", "loadavg_at_start")
+    keys = ("node", "cpu_count", "jax", "jax_backend", "date_utc", "date_utc_when_saved", "loadavg_when_saved", "loadavg_at_start")
     cpu = machine.get("cpu", {}).get("brand_raw", "")
     print("Machine: " + cpu + "; " + ", ".join(f"{k}={machine.get(k)}" for k in keys) + "\n")
     for table in (scoring_table(benches), env_table(benches), train_table(benches)):

@@ -7,6 +7,8 @@ auto-reset, ``lax.scan`` over a fixed number of steps inside one jitted call (th
 
 from __future__ import annotations
 
+import os
+
 import jax
 import pytest
 
@@ -47,6 +49,7 @@ def test_env(benchmark, task, num_envs):
 
     benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
     best = benchmark.stats.stats.min
-    benchmark.extra_info.update(num_envs=num_envs, steps_per_call=steps, macro_steps=num_envs * steps,
-                                macro_steps_per_s=round(num_envs * steps / best),
-                                macro_steps_per_s_mean=round(num_envs * steps / benchmark.stats.stats.mean))
+    benchmark.extra_info.update(
+        loadavg_1m_after=round(os.getloadavg()[0], 2), num_envs=num_envs, steps_per_call=steps,
+        macro_steps=num_envs * steps, macro_steps_per_s=round(num_envs * steps / best),
+        macro_steps_per_s_mean=round(num_envs * steps / benchmark.stats.stats.mean))

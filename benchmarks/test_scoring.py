@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import itertools
 
+import os
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -63,4 +65,4 @@ def test_scoring(benchmark, matmul_rate, impl, pas, model, A, B):
                 matmul_rate_gflops=round(matmul_rate / 1e9, 2),
                 achieved_gflops_best=round(info["flops"] / best / 1e9, 2),
                 fraction_of_matmul_rate=round(info["flops"] / best / matmul_rate, 3))
-    benchmark.extra_info.update(info)
+    benchmark.extra_info.update(info, loadavg_1m_after=round(os.getloadavg()[0], 2))

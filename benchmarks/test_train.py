@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 
+import os
+
 import jax
 import pytest
 
@@ -40,6 +42,7 @@ def test_train(benchmark, model, name):
     steps = cfg.num_envs * cfg.num_steps
     best = benchmark.stats.stats.min
     benchmark.extra_info.update(
+        loadavg_1m_after=round(os.getloadavg()[0], 2),
         env_steps=steps, env_steps_per_s=round(steps / best, 3), seconds_per_env_step=round(best / steps, 3),
         action_tokens_max=S if name.startswith("tight") else None,
         policy_steps=float(metrics["policy_steps"]), early_stopped=bool(metrics["early_stopped"]))
