@@ -3,7 +3,7 @@
     .venv/bin/python scripts/results.py --task tomato_salad --total-timesteps 20480 \\
         --set policy_learning_rate=1e-4 --set value_learning_rate=5e-4
 
-trains (or, with --resume-existing, continues) three runs under runs/results/TASK/: ``twosome``
+trains (or, where a run directory already exists, resumes) three runs under runs/results/TASK/: ``twosome``
 (SmolLM2 + LoRA), ``ppo-mlp`` (PPO on the vector observation) and ``saycan`` (the untrained
 LLM), each with greedy and sampled evaluation every ``--eval-every`` iterations. Then it
 writes a comparison plot and a section of docs/RESULTS.md from the runs' metrics.jsonl: the
@@ -20,6 +20,13 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+HEADER = """# Results
+
+Every table and figure below is written by `scripts/results.py` from the runs' `metrics.jsonl`
+(one section per task; the command that produced a section is quoted in it). Greedy success
+is exact from one episode: the environment and the greedy policy are deterministic, so every
+greedy episode is the same. Sampled success is over `eval_episodes` episodes.
+"""
 AGENTS = ("twosome", "ppo-mlp", "saycan")
 
 
@@ -67,16 +74,17 @@ def main(argv=None) -> int:
     runs = {a: root / a for a in AGENTS if (root / a / "metrics.jsonl").exists()}
     from twosome_jax.plotting import plot_learning_curve
 
-    figure = REPO / "docs" / f"results_{args.task}.png"
+    figure = REPO / "docs" / "results" / f"{args.task}.png"
     main_run = runs.get("twosome") or next(iter(runs.values()))
     plot_learning_curve(main_run / "metrics.jsonl", figure,
                         baselines={a: r / "metrics.jsonl" for a, r in runs.items() if r != main_run},
                         title=f"{args.task}: TWOSOME (SmolLM2-135M) vs baselines")
     lines = [f"## {args.task}", "",
              f"Produced by `.venv/bin/python scripts/results.py --task {args.task} "
-             f"--total-timesteps {args.total_timesteps} "
+             f"--total-timesteps {args.total_timesteps} --eval-every {args.eval_every} "
+             f"--eval-episodes {args.eval_episodes} --agents {' '.join(args.agents)} "
              + " ".join(f"--set {kv}" for kv in args.set) + "`.", "",
-             f"![learning curves](results_{args.task}.png)", "",
+             f"![learning curves](results/{args.task}.png)", "",
              f"| agent | iterations | env steps | wall time (min) | env steps/s | first env step with greedy "
              f"success >= {args.threshold} | last greedy success | last sampled success |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -87,8 +95,9 @@ def main(argv=None) -> int:
                      f"{s['steps_per_second']:.2f} | {fmt(s['first_greedy']) if s['first_greedy'] is not None else 'not reached'} | "
                      f"{fmt(s['last_greedy'])} | {fmt(s['last_sampled'])} |")
     section = "\n".join(lines) + "\n"
-    out = REPO / "docs" / f"RESULTS_{args.task}.md"
-    out.write_text(section)
+    (REPO / "docs" / "results" / f"{args.task}.md").write_text(section)
+    sections = [p.read_text() for p in sorted((REPO / "docs" / "results").glob("*.md"))]
+    (REPO / "docs" / "RESULTS.md").write_text(HEADER + "\n" + "\n".join(sections))
     print(section)
     return 0
 
