@@ -61,8 +61,8 @@ def _static_action_tokens_max(tokens, action_tokens_max):
         return S
     try:  # concrete token tables: the exact bound of this batch
         return max(max_action_tokens(tokens), 1)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):  # traced (inside jit): the padded bound, always safe
-        return A * L
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return A * L  # traced (inside jit): the padded bound, always safe
 
 
 def max_action_tokens(tokens) -> int:
