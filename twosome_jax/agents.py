@@ -102,6 +102,9 @@ class LLMAgent:
     implementation: str = "packed"
     normalization: str = "word"
     learns_policy: bool = True
+    # the most real action tokens of any observation (static): ``packed`` scoring packs the
+    # actions back to back into this many slots instead of A x L padded ones
+    action_tokens_max: int | None = None
 
     def init(self, key):
         k_actor, k_critic = jax.random.split(key)
@@ -115,7 +118,8 @@ class LLMAgent:
     def policy_logits(self, frozen, actor, obs):
         base, lora = self._states(frozen, actor)
         return scoring.policy_logits(self.graphdef, base, lora, self.text_table.tokenize(obs),
-                                     implementation=self.implementation, normalization=self.normalization)
+                                     implementation=self.implementation, normalization=self.normalization,
+                                     action_tokens_max=self.action_tokens_max)
 
     def critic_input(self, frozen, actor, obs, tokens=None):
         if "cache_obs" in frozen:
@@ -129,7 +133,8 @@ class LLMAgent:
         base, lora = self._states(frozen, actor)
         tokens = self.text_table.tokenize(obs)
         logits = scoring.policy_logits(self.graphdef, base, lora, tokens,
-                                       implementation=self.implementation, normalization=self.normalization)
+                                       implementation=self.implementation, normalization=self.normalization,
+                                       action_tokens_max=self.action_tokens_max)
         return logits, self.critic_input(frozen, actor, obs, tokens)
 
     def feature_cache(self, base: dict, observations, chunk: int = 16) -> dict:

@@ -73,16 +73,19 @@ def build(cfg: TrainConfig, *, task: str | None = None) -> Setup:
     model_config, model, tokenizer = load_model(cfg.model, dtype=compute_dtype(cfg), lora=lora_config,
                                                 seed=cfg.seed, remat=cfg.remat)
     graphdef, base, lora = split_model(model)
-    table = TextTable.build(env.task if hasattr(env, "task") else (task or cfg.task), tokenizer)
+    from envs_jax.overcooked.reachable import enumerate_reachable
+    from twosome_jax.scoring import max_action_tokens
+
+    table = TextTable.build(env.task, tokenizer)
+    reachable = enumerate_reachable(env.task)["obs"]
     agent = LLMAgent(graphdef=graphdef, lora_template=nnx.to_pure_dict(lora), text_table=table,
                      feature_dim=model_config.hidden_size, critic_hidden=tuple(cfg.critic_hidden),
                      implementation=cfg.scoring, normalization=cfg.normalization,
-                     learns_policy=cfg.agent == "twosome")
+                     learns_policy=cfg.agent == "twosome",
+                     action_tokens_max=max_action_tokens(table.tokenize(reachable)))
     frozen = {"base": nnx.to_pure_dict(base)}
     if cfg.critic_feature_cache:
-        from envs_jax.overcooked.reachable import enumerate_reachable
-
-        frozen.update(agent.feature_cache(frozen["base"], enumerate_reachable(env.task)["obs"]))
+        frozen.update(agent.feature_cache(frozen["base"], reachable))
     return Setup(cfg, env, env_params, agent, frozen=frozen, model_config=model_config,
                  lora_config=lora_config, tokenizer=tokenizer)
 
