@@ -4,6 +4,7 @@ import gzip
 import json
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -38,3 +39,21 @@ def test_lookup_equals_computed_features():
     # an observation outside the cache reads NaN, so a gap cannot pass unnoticed
     odd = obs[:1].at[0, 0].set(99)
     assert np.all(np.isnan(np.asarray(cached.agent.critic_input(cached.frozen, actor, odd))))
+
+
+def test_rollout_policy_table_equals_step_by_step_scoring():
+    """Scoring all reachable observations once per rollout gives the logits of scoring each step."""
+    from twosome_jax.config import TrainConfig
+    from twosome_jax.run import build
+    from twosome_jax.trainer import Trainer
+
+    cfg = TrainConfig(model="tiny-random", task="tomato_salad", num_steps=8)
+    setup = build(cfg)
+    trainer = Trainer.from_config(cfg, setup.agent, setup.env, setup.env_params)
+    assert trainer.policy_table_size(setup.frozen) == 22  # fewer than the 4 x 8 observations visited
+    state = trainer.init(jax.random.PRNGKey(0))
+    _, traj, _ = jax.jit(trainer.rollout)(setup.frozen, state)
+    obs = traj.obs.reshape(-1, traj.obs.shape[-1])
+    direct = setup.agent.policy_logits(setup.frozen, state.actor, obs)
+    logp = jnp.take_along_axis(jax.nn.log_softmax(direct), traj.action.reshape(-1, 1), axis=-1)[:, 0]
+    np.testing.assert_allclose(np.asarray(traj.logp).reshape(-1), np.asarray(logp), atol=1e-5)

@@ -84,7 +84,9 @@ def init_lora(lora_template: dict, key) -> dict:
 
 
 def lookup_features(cache_obs, cache_features, obs):
-    """Rows of ``cache_features`` whose ``cache_obs`` equals each observation; NaN when absent."""
+    """Rows of ``cache_features`` whose ``cache_obs`` equals each observation; NaN when absent.
+
+    Used for the critic-feature cache and for the rollout's table of policy logits."""
     match = jnp.all(obs[:, None, :] == cache_obs[None, :, :], axis=-1)  # [N, R]
     found = jnp.any(match, axis=-1, keepdims=True)
     return jnp.where(found, cache_features[jnp.argmax(match, axis=-1)], jnp.nan)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from twosome_jax.agents import lookup_features
 from twosome_jax.ppo import PPOHyper, Transition, gae, make_optimizer, ppo_update, set_learning_rate
 
 
@@ -93,13 +94,30 @@ class Trainer:
             iteration=jnp.int32(0), env_steps=jnp.int32(0))
 
     # -- rollout --------------------------------------------------------------------------
+    def policy_table_size(self, frozen) -> int:
+        """How many observations the rollout scores up front (0: it scores step by step).
+
+        The adapters do not change during a rollout, so when the environment can produce fewer
+        distinct observations than a rollout visits (tomato salad: 22 < 4 x 32), scoring all
+        of them once and looking the logits up at each step is exact and cheaper."""
+        if "cache_obs" not in frozen:
+            return 0
+        size = frozen["cache_obs"].shape[0]
+        return size if size < self.num_envs * self.num_steps else 0
+
     def rollout(self, frozen, state: TrainState):
         agent, env, params = self.agent, self.env, self.env_params
+        table = (agent.policy_logits(frozen, state.actor, frozen["cache_obs"])
+                 if self.policy_table_size(frozen) else None)
 
         def step(carry, _):
             env_state, obs, done, rng = carry
             rng, k_act, k_env = jax.random.split(rng, 3)
-            logits, critic_input = agent.rollout_outputs(frozen, state.actor, obs)
+            if table is None:
+                logits, critic_input = agent.rollout_outputs(frozen, state.actor, obs)
+            else:
+                logits = lookup_features(frozen["cache_obs"], table, obs)
+                critic_input = agent.critic_input(frozen, state.actor, obs)
             value = agent.value(state.critic, critic_input)
             action = jax.random.categorical(k_act, logits).astype(jnp.int32)
             logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
