@@ -1,6 +1,6 @@
 """Where the time of one training iteration goes (SmolLM2, tomato salad, 4 envs x 32 steps).
 
-    python benchmarks/profile_iteration.py [--model smollm2-135m-instruct] [--variants default tight]
+    python benchmarks/profile_iteration.py [--model smollm2-135m-instruct] [--variants padded no-table]
 
 Times the jitted pieces separately (best of --repeats after a compile call):
 the whole iteration; the rollout alone (32 steps of scoring + critic input + env); one
@@ -40,7 +40,7 @@ def best_of(fn, *args, repeats=2):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--variants", nargs="+", default=["default", "tight"])
+    ap.add_argument("--variants", nargs="+", default=["padded", "no-table"])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-iteration", action="store_true")
     args = ap.parse_args()

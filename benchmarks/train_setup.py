@@ -2,51 +2,40 @@
 
 Variants of one SmolLM2 tomato-salad iteration at the reference batch (4 envs x 32 steps):
 
-* ``default``: exactly what ``python -m twosome_jax.train`` builds (critic-feature cache on;
-  the agent calls ``packed`` scoring without a static bound, so under jit the action region
-  is the padded A*L = 40 slots).
-* ``nocache``: as ``default`` with the critic feature computed by the LLM in the rollout.
-* ``tight``: as ``default`` with the agent passing ``action_tokens_max`` (the largest total of
-  action tokens over the reachable observations, 22) to tight ``packed`` scoring.
-* ``tight-table``: as ``tight`` and the rollout scores every reachable observation once per
-  iteration (the adapters do not change during a rollout) and looks the logits up, instead of
-  scoring 4 observations at each of the 32 steps (22 < 128 for tomato salad).
+* ``default``: exactly what ``python -m twosome_jax.train`` builds (since e2413a5/e940b13):
+  critic-feature cache, tight ``packed`` scoring (the agent's ``action_tokens_max``, 22), and
+  a rollout that scores the 22 reachable observations once and looks the logits up at each of
+  the 32 steps (``Trainer.policy_table_size``).
+* ``no-table``: ``default`` with the rollout scoring 4 observations at each step.
+* ``padded``: ``no-table`` with ``action_tokens_max=None``: under jit the action region is the
+  padded A*L = 40 slots (the command before e2413a5).
+* ``padded-nocache``: ``padded`` with the critic feature computed by the LLM in the rollout.
+
+The results recorded in README.md before e2413a5 carry the earlier names of the same
+configurations: ``default`` (then) = ``padded`` (now), ``tight`` = ``no-table``,
+``tight-table`` = ``default``, ``nocache`` = ``padded-nocache``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from twosome_jax import scoring
-from twosome_jax.agents import LLMAgent, lookup_features
+from twosome_jax.trainer import Trainer
 
-VARIANTS = ("default", "nocache", "tight", "tight-table")
+VARIANTS = ("default", "no-table", "padded", "padded-nocache")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class TightAgent(LLMAgent):
-    """``LLMAgent`` + a static ``action_tokens_max`` (+ optionally a per-rollout logits table)."""
+class NoTableTrainer(Trainer):
+    """The rollout scores step by step (no table of logits of the reachable observations)."""
 
-    action_tokens_max: int | None = None
-    table_obs: Any = None  # [R, obs_dim] every reachable observation, or None
-
-    def _logits(self, frozen, actor, tokens):
-        base, lora = self._states(frozen, actor)
-        return scoring.policy_logits(self.graphdef, base, lora, tokens, implementation=self.implementation,
-                                     normalization=self.normalization, action_tokens_max=self.action_tokens_max)
-
-    def policy_logits(self, frozen, actor, obs):
-        return self._logits(frozen, actor, self.text_table.tokenize(obs))
-
-    def rollout_outputs(self, frozen, actor, obs):
-        tokens = self.text_table.tokenize(obs)
-        return self._logits(frozen, actor, tokens), self.critic_input(frozen, actor, obs, tokens)
+    def policy_table_size(self, frozen) -> int:
+        return 0
 
 
 def make_setup(model: str = "smollm2-135m-instruct", num_envs: int = 4, num_steps: int = 32, **overrides):
@@ -64,39 +53,14 @@ def make_setup(model: str = "smollm2-135m-instruct", num_envs: int = 4, num_step
 
 def variant(cfg, setup, reach, S, name: str):
     """(trainer, frozen) for one variant; the trainer's ``iteration`` / ``rollout`` are pure."""
-    from twosome_jax.trainer import Trainer
-
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; accepted: {', '.join(VARIANTS)}")
     agent, frozen = setup.agent, dict(setup.frozen)
-    if name == "nocache":
+    if name.startswith("padded"):
+        agent = dataclasses.replace(agent, action_tokens_max=None)
+    else:
+        agent = dataclasses.replace(agent, action_tokens_max=S)
+    if name == "padded-nocache":
         frozen = {"base": frozen["base"]}
-    if name.startswith("tight"):
-        fields = {f.name: getattr(agent, f.name) for f in dataclasses.fields(LLMAgent)}
-        agent = TightAgent(**fields, action_tokens_max=S)
-    trainer = Trainer.from_config(cfg, agent, setup.env, setup.env_params)
-    if name == "tight-table":
-        trainer = TableTrainer(**{f.name: getattr(trainer, f.name) for f in dataclasses.fields(Trainer)})
-        frozen["table_obs"] = jnp.asarray(reach)
-    return trainer, frozen
-
-
-from twosome_jax.trainer import Trainer  # noqa: E402
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class TableTrainer(Trainer):
-    """Rollout that scores every reachable observation once, then looks logits up per step."""
-
-    def rollout(self, frozen, state):
-        agent = self.agent
-        table_logits = agent.policy_logits(frozen, state.actor, frozen["table_obs"])  # [R, A]
-
-        class _Lookup:
-            def __getattr__(self, name):
-                return getattr(agent, name)
-
-            def rollout_outputs(self, frozen_, actor, obs):
-                logits = lookup_features(frozen["table_obs"], table_logits, obs)
-                return logits, agent.critic_input(frozen_, actor, obs)
-
-        inner = dataclasses.replace(self, agent=_Lookup())
-        return Trainer.rollout(inner, frozen, state)
+    cls = Trainer if name == "default" else NoTableTrainer
+    return cls.from_config(cfg, agent, setup.env, setup.env_params), frozen
