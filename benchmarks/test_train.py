@@ -1,6 +1,6 @@
 """One full training iteration (rollout + GAE + PPO update), jitted whole, in env steps/s.
 
-``test_train[smollm2-tomato_salad-4x32-{variant}]`` for the variants of ``train_setup.py``;
+``test_train[{tiny,smollm2}-{variant}]`` (tomato salad, 4 envs x 32 steps) for the variants of ``train_setup.py``;
 ``test_train[tiny-...]`` is the same loop with the tiny random model (the non-LLM overhead).
 ``extra_info["env_steps_per_s"]`` uses the best round; the first (warm-up) call compiles.
 """
@@ -44,5 +44,6 @@ def test_train(benchmark, model, name):
     benchmark.extra_info.update(
         loadavg_1m_after=round(os.getloadavg()[0], 2),
         env_steps=steps, env_steps_per_s=round(steps / best, 3), seconds_per_env_step=round(best / steps, 3),
-        action_tokens_max=S if name.startswith("tight") else None,
+        action_tokens_max=getattr(trainer.agent, "action_tokens_max", None),
+        policy_table_size=int(trainer.policy_table_size(frozen)),
         policy_steps=float(metrics["policy_steps"]), early_stopped=bool(metrics["early_stopped"]))
