@@ -179,11 +179,15 @@ def evaluate(agent, env, env_params, frozen, actor, key, *, episodes: int, greed
              max_macro_steps: int = 256):
     """Run ``episodes`` episodes from reset in parallel; returns per-episode success and return.
 
-    The loop stops as soon as every episode has ended (a trained policy finishes in a few
+    With a critic-feature cache (the reachable observations) the policy's logits are computed
+    once for every reachable observation and looked up, so long evaluations cost one scoring
+    call. The loop stops as soon as every episode has ended (a trained policy finishes in a few
     macro steps), and at ``max_macro_steps`` at the latest (a macro takes at least one
     primitive step and episodes end after at most 210 primitive steps, so 256 is never hit).
     """
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, episodes), env_params)
+    # the policy is fixed during evaluation: score every reachable observation once if we can
+    table = agent.policy_logits(frozen, actor, frozen["cache_obs"]) if "cache_obs" in frozen else None
 
     def cond(carry):
         t, _, _, _, finished, _, _, _ = carry
@@ -192,7 +196,10 @@ def evaluate(agent, env, env_params, frozen, actor, key, *, episodes: int, greed
     def body(carry):
         t, env_state, obs, rng, finished, success, ret, length = carry
         rng, k_act = jax.random.split(rng)
-        logits = agent.policy_logits(frozen, actor, obs)
+        if table is None:
+            logits = agent.policy_logits(frozen, actor, obs)
+        else:
+            logits = lookup_features(frozen["cache_obs"], table, obs)
         action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(k_act, logits)
         obs, env_state, _, done, info = jax.vmap(env.step_env, in_axes=(None, 0, 0, None))(
             k_act, env_state, action.astype(jnp.int32), env_params)
