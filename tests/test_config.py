@@ -221,3 +221,10 @@ def test_flags_and_set_are_validated_together():
     cfg = config_from_args(parser.parse_args(["--total-timesteps", "96", "--set", "num_steps=8",
                                               "--seed", "3", "--set", "seed=4"]))
     assert (cfg.total_timesteps, cfg.num_steps, cfg.seed) == (96, 8, 4)
+
+
+def test_task_names_match_the_environments():
+    """config.TASKS repeats the environment's task list so that parsing a config needs no JAX."""
+    from envs_jax.overcooked.layout import TASK_NAMES
+
+    assert tuple(TASKS) == tuple(TASK_NAMES)

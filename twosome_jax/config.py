@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+# Same as envs_jax.overcooked.layout.TASK_NAMES (a test keeps them equal); repeated here so
+# that validating a config does not import JAX.
 TASKS = (
     "tomato_salad",
     "lettuce_tomato_salad",
