@@ -141,7 +141,7 @@ def ppo_update(
 
     ``policy_logits_fn(actor_params, obs) -> [M, A]`` and ``value_fn(critic_params,
     critic_input) -> [M]`` are the agent. ``train_policy`` False (critic warm-up) keeps the
-    actor fixed.
+    actor fixed; the Python constant False (an agent that never learns) skips the policy phase.
     """
     B = batch.action.shape[0]
     accum = hyper.gradient_accumulation_steps
@@ -204,8 +204,12 @@ def ppo_update(
         perm = jax.random.permutation(key, B)
         (critic_params, critic_opt), v_losses = jax.lax.scan(
             value_step, (critic_params, critic_opt), perm.reshape(n_val, val_size))
-        (actor_params, actor_opt, stopped), pol = jax.lax.scan(
-            policy_group, (actor_params, actor_opt, stopped), perm.reshape(groups, accum, pol_size))
+        if train_policy is False:  # static (SayCan): no policy phase is traced at all
+            pol = {k: jnp.zeros((groups,), jnp.float32)
+                   for k in ("pg_loss", "entropy", "approx_kl", "clipfrac", "ran", "stepped")}
+        else:
+            (actor_params, actor_opt, stopped), pol = jax.lax.scan(
+                policy_group, (actor_params, actor_opt, stopped), perm.reshape(groups, accum, pol_size))
         return (actor_params, actor_opt, critic_params, critic_opt, stopped), (v_losses.mean(), pol)
 
     keys = jax.random.split(rng, hyper.update_epochs)

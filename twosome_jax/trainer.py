@@ -151,7 +151,7 @@ class Trainer:
         flat = lambda x: x.reshape((-1,) + x.shape[2:])
         batch = jax.tree.map(flat, traj)
         rng, k_update = jax.random.split(state.rng)
-        train_policy = self.agent.learns_policy & (state.iteration >= self.critic_warmup_updates)
+        train_policy = (state.iteration >= self.critic_warmup_updates) if self.agent.learns_policy else False
         actor, actor_opt, critic, critic_opt, update_metrics = ppo_update(
             hyper=self.hyper,
             policy_logits_fn=lambda actor, obs: self.agent.policy_logits(frozen, actor, obs),
