@@ -1,8 +1,8 @@
 """Overcooked throughput under jit + vmap: macro steps per second.
 
 ``test_env[tomato_salad-N{1,64,1024,8192}]``: random uniform macro actions, ``env.step`` with
-auto-reset, ``lax.scan`` over a fixed number of steps inside one jitted call (the same loop as
-``benchmarks/measure_env.py``). ``extra_info["macro_steps_per_s"]`` uses the best round.
+auto-reset, ``lax.scan`` over a fixed number of steps inside one jitted call.
+``extra_info["macro_steps_per_s"]`` uses the best round.
 """
 
 from __future__ import annotations
