@@ -6,6 +6,8 @@ Variants of one SmolLM2 tomato-salad iteration at the reference batch (4 envs x 
   critic-feature cache, tight ``packed`` scoring (the agent's ``action_tokens_max``, 22), and
   a rollout that scores the 22 reachable observations once and looks the logits up at each of
   the 32 steps (``Trainer.policy_table_size``).
+* ``no-dedupe``: ``default`` with each policy-update group (8 minibatches of 4) scored at its
+  full 32 rows instead of once per distinct observation (``Trainer.distinct_sizes``).
 * ``no-table``: ``default`` with the rollout scoring 4 observations at each step.
 * ``padded``: ``no-table`` with ``action_tokens_max=None``: under jit the action region is the
   padded A*L = 40 slots (the command before e2413a5).
@@ -27,7 +29,7 @@ import numpy as np
 from twosome_jax import scoring
 from twosome_jax.trainer import Trainer
 
-VARIANTS = ("default", "no-table", "padded", "padded-nocache")
+VARIANTS = ("default", "no-dedupe", "no-table", "padded", "padded-nocache")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -36,6 +38,14 @@ class NoTableTrainer(Trainer):
 
     def policy_table_size(self, frozen) -> int:
         return 0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class NoDedupeTrainer(Trainer):
+    """The policy update scores every row of a group, repeated observations included."""
+
+    def distinct_sizes(self, frozen) -> tuple[int, ...]:
+        return (self.policy_group_size,)
 
 
 def make_setup(model: str = "smollm2-135m-instruct", num_envs: int = 4, num_steps: int = 32, **overrides):
@@ -62,5 +72,5 @@ def variant(cfg, setup, reach, S, name: str):
         agent = dataclasses.replace(agent, action_tokens_max=S)
     if name == "padded-nocache":
         frozen = {"base": frozen["base"]}
-    cls = Trainer if name == "default" else NoTableTrainer
+    cls = {"default": Trainer, "no-dedupe": NoDedupeTrainer}.get(name, NoTableTrainer)
     return cls.from_config(cfg, agent, setup.env, setup.env_params), frozen

@@ -8,6 +8,7 @@ from twosome_jax.ppo import (
     PPOHyper,
     Transition,
     categorical_entropy,
+    distinct_rows,
     gae,
     make_optimizer,
     policy_loss,
@@ -98,3 +99,52 @@ def test_target_kl_early_stop():
     # a huge step makes the second group's KL exceed a tiny target: exactly one step is taken
     *_, stopped = _toy_update(target_kl=1e-6, lr=1.0)
     assert int(stopped["policy_steps"]) == 1 and bool(stopped["early_stopped"])
+
+
+def test_distinct_rows():
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 3, size=(40, 2)), jnp.int32)
+    rows, inverse, n = distinct_rows(x)
+    expected = []
+    for r in np.asarray(x).tolist():
+        if r not in expected:
+            expected.append(r)
+    assert int(n) == len(expected) == len(np.unique(np.asarray(x), axis=0))
+    assert np.asarray(x[rows[: int(n)]]).tolist() == expected  # first-appearance order
+    np.testing.assert_array_equal(np.asarray(x[rows[inverse]]), np.asarray(x))
+
+
+def test_update_scores_distinct_observations_exactly():
+    """The policy phase with logits computed once per distinct observation (any static sizes)
+    equals a plain per-minibatch loop: gradients summed over a group's minibatches, one step."""
+    B, A, F, accum, n_mb = 32, 4, 3, 2, 8
+    rng = np.random.default_rng(3)
+    obs = jnp.asarray(rng.normal(size=(6, F))[rng.integers(0, 6, size=B)], jnp.float32)  # 6 distinct rows
+    batch = Transition(obs=obs, action=jnp.asarray(rng.integers(0, A, size=B)), logp=jnp.full((B,), -np.log(A)),
+                       value=jnp.zeros(B), reward=jnp.zeros(B), done=jnp.zeros(B, bool),
+                       macro_steps=jnp.ones(B, jnp.int32), critic_input=obs)
+    adv = jnp.asarray(rng.normal(size=B), jnp.float32)
+    actor, critic = {"w": jnp.asarray(rng.normal(size=(F, A)) * 0.1, jnp.float32)}, {"w": jnp.zeros((F,))}
+    actor_tx, critic_tx = make_optimizer("adamw", 0.1, 0.5), make_optimizer("adam", 1e-3, 0.5)
+    hyper = PPOHyper(target_kl=None, policy_num_minibatches=n_mb, value_num_minibatches=2,
+                     gradient_accumulation_steps=accum)
+    key = jax.random.key(2)
+
+    def run(sizes):
+        return ppo_update(hyper=hyper, policy_logits_fn=lambda p, o: o @ p["w"], value_fn=lambda p, x: x @ p["w"],
+                          actor_params=actor, critic_params=critic, actor_opt=actor_tx.init(actor),
+                          critic_opt=critic_tx.init(critic), actor_tx=actor_tx, critic_tx=critic_tx, batch=batch,
+                          advantages=adv, returns=jnp.ones(B), rng=key, distinct_sizes=sizes)[0]["w"]
+
+    # reference: the documented order (one epoch's permutation, groups of ``accum`` minibatches)
+    perm = np.asarray(jax.random.permutation(jax.random.split(key, 1)[0], B)).reshape(n_mb // accum, accum, -1)
+    params, opt = actor, actor_tx.init(actor)
+    for group in perm:
+        grads = jax.tree.map(jnp.zeros_like, params)
+        for idx in group:
+            g = jax.grad(lambda p: policy_loss(obs[idx] @ p["w"], batch.action[idx], batch.logp[idx], adv[idx],
+                                               clip_coef=0.2, ent_coef=0.01, norm_adv=True)[0] / accum)(params)
+            grads = jax.tree.map(jnp.add, grads, g)
+        updates, opt = actor_tx.update(grads, opt, params)
+        params = jax.tree.map(jnp.add, params, updates)
+    for sizes in (None, (6,), (2, 4, 6), (3, 8)):
+        np.testing.assert_allclose(np.asarray(run(sizes)), np.asarray(params["w"]), rtol=1e-5, atol=1e-6)

@@ -13,7 +13,14 @@ What is reproduced from the reference (spec section 4.3 and quirks):
   update. Advantages are normalised within each policy minibatch (Q18, reproduced).
 * Fixed: gradients of the actor and the critic are clipped separately (Q10).
 
-``lax.cond`` skips the groups after an early stop, so a stopped update costs nothing more.
+``lax.cond`` skips the groups after an early stop (and every group during a critic warm-up),
+so a stopped update costs nothing more.
+
+A group's policy logits are computed once per *distinct* observation in the group (exact: the
+logits are a function of the observation). Environments revisit few observations (tomato salad
+has 22 in all), so this is most of the update's LLM work saved; ``distinct_sizes`` are the
+static batch sizes a group may be scored at, and ``lax.switch`` picks the smallest that holds
+the group's distinct observations.
 """
 
 from __future__ import annotations
@@ -69,6 +76,38 @@ def categorical_entropy(logits):
     logp = jax.nn.log_softmax(logits, axis=-1)
     p = jnp.exp(logp)
     return -jnp.sum(jnp.where(p > 0, p * logp, 0.0), axis=-1)
+
+
+def distinct_rows(x):
+    """``(rows, inverse, n)`` for ``x`` [N, D]: ``x[rows[:n]]`` are its distinct rows in order of
+    first appearance (``rows[n:]`` is padding, 0), and ``x[rows[inverse]] == x``."""
+    n_rows = x.shape[0]
+    first = jnp.argmax(jnp.all(x[:, None, :] == x[None, :, :], axis=-1), axis=1)  # first equal row
+    is_first = first == jnp.arange(n_rows)
+    rows = jnp.nonzero(is_first, size=n_rows, fill_value=0)[0]
+    slot = jnp.cumsum(is_first) - 1
+    return rows, slot[first], is_first.sum()
+
+
+def logits_of_distinct(policy_logits_fn, params, obs, sizes: tuple[int, ...]):
+    """``policy_logits_fn(params, obs)`` [N, A], scoring each distinct observation once.
+
+    ``sizes`` (ascending, static) are the batch sizes the distinct observations may be scored
+    at; the last must be at least their number. Under ``vmap`` a switch runs every branch, so
+    batched callers pass one size."""
+    rows, inverse, n = distinct_rows(obs)
+
+    def scored_at(size):
+        def branch(params):
+            logits = policy_logits_fn(params, obs[rows[:size]])
+            return jnp.pad(logits, ((0, sizes[-1] - size), (0, 0)))
+        return branch
+
+    if len(sizes) == 1:
+        table = scored_at(sizes[0])(params)
+    else:
+        table = jax.lax.switch(jnp.searchsorted(jnp.asarray(sizes), n), [scored_at(s) for s in sizes], params)
+    return table[inverse]
 
 
 def policy_loss(logits, actions, old_logp, advantages, *, clip_coef, ent_coef, norm_adv):
@@ -135,19 +174,22 @@ def ppo_update(
     value_fn: Callable[[Any, chex.Array], chex.Array],
     actor_params, critic_params, actor_opt, critic_opt,
     actor_tx: optax.GradientTransformation, critic_tx: optax.GradientTransformation,
-    batch: Transition, advantages, returns, rng, train_policy=True,
+    batch: Transition, advantages, returns, rng, train_policy=True, distinct_sizes: tuple[int, ...] | None = None,
 ):
     """One PPO update on a flat batch [B, ...]. Returns new params, optimizer states, metrics.
 
     ``policy_logits_fn(actor_params, obs) -> [M, A]`` and ``value_fn(critic_params,
     critic_input) -> [M]`` are the agent. ``train_policy`` False (critic warm-up) keeps the
     actor fixed; the Python constant False (an agent that never learns) skips the policy phase.
+    ``distinct_sizes``: see ``logits_of_distinct``; by default a group is scored at its full size
+    (still once per distinct observation).
     """
     B = batch.action.shape[0]
     accum = hyper.gradient_accumulation_steps
     n_pol, n_val = hyper.policy_num_minibatches, hyper.value_num_minibatches
     pol_size, val_size = B // n_pol, B // n_val
     groups = n_pol // accum
+    sizes = tuple(distinct_sizes) if distinct_sizes else (accum * pol_size,)
 
     def value_step(carry, idx):
         critic_params, critic_opt = carry
@@ -165,24 +207,20 @@ def ppo_update(
         actor_params, actor_opt, stopped = carry
 
         def compute(_):
-            def minibatch(acc, idx):
-                grads_acc, kl_acc = acc
+            def loss_fn(params):
+                logits = logits_of_distinct(policy_logits_fn, params, batch.obs[group_idx.reshape(-1)], sizes)
+                logits = logits.reshape(group_idx.shape + logits.shape[1:])
 
-                def loss_fn(params):
-                    logits = policy_logits_fn(params, batch.obs[idx])
-                    loss, info = policy_loss(logits, batch.action[idx], batch.logp[idx], advantages[idx],
-                                             clip_coef=hyper.clip_coef, ent_coef=hyper.ent_coef,
-                                             norm_adv=hyper.norm_adv)
-                    return loss / accum, info
+                def minibatch(logits, idx):
+                    return policy_loss(logits, batch.action[idx], batch.logp[idx], advantages[idx],
+                                       clip_coef=hyper.clip_coef, ent_coef=hyper.ent_coef, norm_adv=hyper.norm_adv)
 
-                (_, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(actor_params)
-                grads_acc = jax.tree.map(jnp.add, grads_acc, grads)
-                return (grads_acc, kl_acc + info["approx_kl"] / accum), info
+                losses, infos = jax.vmap(minibatch)(logits, group_idx)
+                return losses.sum() / accum, infos
 
-            zeros = jax.tree.map(jnp.zeros_like, actor_params)
-            (grads, kl), infos = jax.lax.scan(minibatch, (zeros, jnp.float32(0.0)), group_idx)
+            (_, infos), grads = jax.value_and_grad(loss_fn, has_aux=True)(actor_params)
+            kl = infos["approx_kl"].mean()
             stop = (kl > hyper.target_kl) if hyper.target_kl is not None else jnp.bool_(False)
-            stop = stop | jnp.logical_not(train_policy)
 
             def step(_):
                 updates, new_opt = actor_tx.update(grads, actor_opt, actor_params)
@@ -197,7 +235,7 @@ def ppo_update(
             empty = dict(pg_loss=0.0, entropy=0.0, approx_kl=0.0, clipfrac=0.0, ran=0.0, stepped=0.0)
             return (actor_params, actor_opt, stopped), jax.tree.map(jnp.float32, empty)
 
-        return jax.lax.cond(stopped, skip, compute, None)
+        return jax.lax.cond(stopped | jnp.logical_not(train_policy), skip, compute, None)
 
     def epoch(carry, key):
         actor_params, actor_opt, critic_params, critic_opt, stopped = carry

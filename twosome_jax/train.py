@@ -42,13 +42,13 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
     from twosome_jax import run as runlib
     from twosome_jax.config import save_config
     from twosome_jax.metrics import RunLogger
-    from twosome_jax.trainer import Trainer
+    from twosome_jax.trainer import Trainer, per_seed
 
     setup = runlib.build(cfg)
     trainer = Trainer.from_config(cfg, setup.agent, setup.env, setup.env_params)
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.num_seeds)
     init = jax.jit(jax.vmap(trainer.init))
-    iteration = jax.jit(jax.vmap(trainer.iteration, in_axes=(None, 0)), donate_argnums=1)
+    iteration = jax.jit(per_seed(trainer.iteration, cfg.num_seeds), donate_argnums=1)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     manager = runlib.checkpoint_manager(run_dir, keep=cfg.keep_checkpoints)

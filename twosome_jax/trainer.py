@@ -40,6 +40,22 @@ class TrainState:
     env_steps: chex.Array  # int32, macro steps taken, summed over environments
 
 
+def per_seed(fn, num_seeds: int):
+    """``fn(frozen, x)`` over the leading seed axis of ``x`` and of the result.
+
+    Several seeds are vmapped. One seed is squeezed instead: under vmap a ``lax.cond`` or
+    ``lax.switch`` on per-seed values runs every branch, and the update's skips (target-KL stop,
+    critic warm-up, scoring at the number of distinct observations) would save nothing."""
+    if num_seeds > 1:
+        return jax.vmap(fn, in_axes=(None, 0))
+
+    def one(frozen, x):
+        out = fn(frozen, jax.tree.map(lambda a: a[0], x))
+        return jax.tree.map(lambda a: a[None], out)
+
+    return one
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trainer:
     """Static parts of a run: agent, environment, sizes and PPO settings."""
@@ -58,6 +74,7 @@ class Trainer:
     max_grad_norm: float
     critic_warmup_updates: int
     hyper: PPOHyper
+    num_seeds: int = 1
 
     @classmethod
     def from_config(cls, cfg, agent, env, env_params):
@@ -72,7 +89,8 @@ class Trainer:
         return cls(agent=agent, env=env, env_params=env_params, num_envs=cfg.num_envs, num_steps=cfg.num_steps,
                    num_updates=max(cfg.total_timesteps // batch, 1), gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
                    policy_learning_rate=policy_lr, value_learning_rate=value_lr, anneal_lr=cfg.anneal_lr,
-                   max_grad_norm=cfg.max_grad_norm, critic_warmup_updates=cfg.critic_warmup_updates, hyper=hyper)
+                   max_grad_norm=cfg.max_grad_norm, critic_warmup_updates=cfg.critic_warmup_updates, hyper=hyper,
+                   num_seeds=cfg.num_seeds)
 
     @property
     def actor_tx(self) -> optax.GradientTransformation:
@@ -104,6 +122,25 @@ class Trainer:
             return 0
         size = frozen["cache_obs"].shape[0]
         return size if size < self.num_envs * self.num_steps else 0
+
+    @property
+    def policy_group_size(self) -> int:
+        """Transitions per policy optimizer step (minibatch size x accumulation steps)."""
+        hyper = self.hyper
+        return hyper.gradient_accumulation_steps * (self.num_envs * self.num_steps // hyper.policy_num_minibatches)
+
+    def distinct_sizes(self, frozen) -> tuple[int, ...]:
+        """Batch sizes at which a policy-update group's distinct observations may be scored.
+
+        A group holds ``gradient_accumulation_steps`` minibatches; it cannot hold more distinct
+        observations than the environment has (when they are enumerated). Four sizes up to that
+        bound, so a group of few distinct observations is scored at a quarter of the cost; one
+        size when seeds are vmapped (a switch would run every branch there)."""
+        group = self.policy_group_size
+        bound = min(frozen["cache_obs"].shape[0], group) if "cache_obs" in frozen else group
+        if self.num_seeds > 1:
+            return (bound,)
+        return tuple(sorted({-(-bound * j // 4) for j in (1, 2, 3, 4)}))
 
     def rollout(self, frozen, state: TrainState):
         agent, env, params = self.agent, self.env, self.env_params
@@ -158,7 +195,7 @@ class Trainer:
             value_fn=self.agent.value, actor_params=state.actor, critic_params=state.critic,
             actor_opt=actor_opt, critic_opt=critic_opt, actor_tx=self.actor_tx, critic_tx=self.critic_tx,
             batch=batch, advantages=flat(advantages), returns=flat(returns), rng=k_update,
-            train_policy=train_policy)
+            train_policy=train_policy, distinct_sizes=self.distinct_sizes(frozen))
         state = state.replace(actor=actor, critic=critic, actor_opt=actor_opt, critic_opt=critic_opt, rng=rng,
                               iteration=state.iteration + 1)
         finished = episodes["returned_episode"]
