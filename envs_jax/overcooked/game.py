@@ -529,11 +529,12 @@ def _controller(task: Task, state: EnvState, m: jax.Array, nav: str = "table"):
     hold_none = ~hold_food & ~state.plate_held
     held_chopped = jnp.any(state.food_held & chopped)
 
-    belief = belief_grid(task, state)
     rule1 = is_get_food & _in_view(target, agent) & _eq2(state.plate_pos, target)
-    rule2 = belief[target[0], target[1]] == C.AGENT
+    # the reference reads B[target] == agent; the agent is written into B last, so that is
+    # exactly "the target is the agent's cell" (no need to build B for it)
+    rule2 = _eq2(target, agent)
     if nav == "astar":
-        a = navigate(belief, agent, target)
+        a = navigate(belief_grid(task, state), agent, target)
     else:
         a = jnp.asarray(navigation_table())[agent[0], agent[1], target[0], target[1]]
     fin = a == C.STAY
@@ -612,7 +613,8 @@ def macro_step(task: Task, params: EnvParams, state: EnvState, m: jax.Array, nav
         total = total + disc * r
         fin = fin | _post_check(task, state, m)
         disc = disc * jnp.float32(params.macro_discount)
-        return state, k + 1, fin, total, disc, prims.at[k].set(a), done
+        prims = jnp.where(jnp.arange(C.MAX_MACRO_PRIMS) == k, a, prims)  # elementwise: no scatter under vmap
+        return state, k + 1, fin, total, disc, prims, done
 
     state, k, _, total, _, prims, done = jax.lax.while_loop(cond, body, init)
     state = state.replace(macro_time=state.macro_time + 1)
