@@ -28,6 +28,7 @@ is exact from one episode: the environment and the greedy policy are determinist
 greedy episode is the same. Sampled success is over `eval_episodes` episodes.
 """
 AGENTS = ("twosome", "ppo-mlp", "saycan")
+COMMAND_FILE = "results_command.txt"  # the results.py invocation that started a run
 
 
 def train(task: str, agent: str, run_dir: Path, args) -> None:
@@ -39,6 +40,8 @@ def train(task: str, agent: str, run_dir: Path, args) -> None:
                "--set", f"eval_episodes={args.eval_episodes}", "--set", "checkpoint_every=2"]
         if agent != "ppo-mlp":
             cmd += [x for kv in args.set for x in ("--set", kv)]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / COMMAND_FILE).write_text(" ".join(["scripts/results.py", *sys.argv[1:]]) + "\n")
     subprocess.run([sys.executable, "-m", "twosome_jax.train", "--no-progress", *cmd], cwd=REPO, check=True)
 
 
@@ -79,11 +82,11 @@ def main(argv=None) -> int:
     plot_learning_curve(main_run / "metrics.jsonl", figure,
                         baselines={a: r / "metrics.jsonl" for a, r in runs.items() if r != main_run},
                         title=f"{args.task}: TWOSOME (SmolLM2-135M) vs baselines")
-    lines = [f"## {args.task}", "",
-             f"Produced by `.venv/bin/python scripts/results.py --task {args.task} "
-             f"--total-timesteps {args.total_timesteps} --eval-every {args.eval_every} "
-             f"--eval-episodes {args.eval_episodes} --agents {' '.join(args.agents)} "
-             + " ".join(f"--set {kv}" for kv in args.set) + "`.", "",
+    lines = [f"## {args.task}", "", "Produced by (each run resumes under the same command):", ""]
+    for agent, run in runs.items():
+        command = (run / COMMAND_FILE).read_text().strip() if (run / COMMAND_FILE).exists() else "(unknown)"
+        lines.append(f"- {agent}: `.venv/bin/python {command}`")
+    lines += ["",
              f"![learning curves](results/{args.task}.png)", "",
              f"| agent | iterations | env steps | wall time (min) | env steps/s | first env step with greedy "
              f"success >= {args.threshold} | last greedy success | last sampled success |",
