@@ -89,25 +89,27 @@ def distinct_rows(x):
     return rows, slot[first], is_first.sum()
 
 
-def logits_of_distinct(policy_logits_fn, params, obs, sizes: tuple[int, ...]):
-    """``policy_logits_fn(params, obs)`` [N, A], scoring each distinct observation once.
+def grad_over_distinct(loss_of_logits, policy_logits_fn, params, obs, sizes: tuple[int, ...]):
+    """``value_and_grad`` (with aux) of ``loss_of_logits(policy_logits_fn(params, obs))``,
+    scoring each distinct observation of ``obs`` [N, ...] once.
 
     ``sizes`` (ascending, static) are the batch sizes the distinct observations may be scored
-    at; the last must be at least their number. Under ``vmap`` a switch runs every branch, so
-    batched callers pass one size."""
+    at; the last must be at least their number. Each ``lax.switch`` branch takes its own
+    gradient, so only the chosen size's activations are ever held (a switch around the forward
+    alone would keep every branch's residuals for the backward pass). Under ``vmap`` a switch
+    runs every branch, so batched callers pass one size."""
     rows, inverse, n = distinct_rows(obs)
 
-    def scored_at(size):
+    def at_size(size):
         def branch(params):
-            logits = policy_logits_fn(params, obs[rows[:size]])
-            return jnp.pad(logits, ((0, sizes[-1] - size), (0, 0)))
+            def loss_fn(params):
+                return loss_of_logits(policy_logits_fn(params, obs[rows[:size]])[inverse])
+            return jax.value_and_grad(loss_fn, has_aux=True)(params)
         return branch
 
     if len(sizes) == 1:
-        table = scored_at(sizes[0])(params)
-    else:
-        table = jax.lax.switch(jnp.searchsorted(jnp.asarray(sizes), n), [scored_at(s) for s in sizes], params)
-    return table[inverse]
+        return at_size(sizes[0])(params)
+    return jax.lax.switch(jnp.searchsorted(jnp.asarray(sizes), n), [at_size(s) for s in sizes], params)
 
 
 def policy_loss(logits, actions, old_logp, advantages, *, clip_coef, ent_coef, norm_adv):
@@ -181,7 +183,7 @@ def ppo_update(
     ``policy_logits_fn(actor_params, obs) -> [M, A]`` and ``value_fn(critic_params,
     critic_input) -> [M]`` are the agent. ``train_policy`` False (critic warm-up) keeps the
     actor fixed; the Python constant False (an agent that never learns) skips the policy phase.
-    ``distinct_sizes``: see ``logits_of_distinct``; by default a group is scored at its full size
+    ``distinct_sizes``: see ``grad_over_distinct``; by default a group is scored at its full size
     (still once per distinct observation).
     """
     B = batch.action.shape[0]
@@ -207,8 +209,7 @@ def ppo_update(
         actor_params, actor_opt, stopped = carry
 
         def compute(_):
-            def loss_fn(params):
-                logits = logits_of_distinct(policy_logits_fn, params, batch.obs[group_idx.reshape(-1)], sizes)
+            def loss_of_logits(logits):
                 logits = logits.reshape(group_idx.shape + logits.shape[1:])
 
                 def minibatch(logits, idx):
@@ -218,7 +219,8 @@ def ppo_update(
                 losses, infos = jax.vmap(minibatch)(logits, group_idx)
                 return losses.sum() / accum, infos
 
-            (_, infos), grads = jax.value_and_grad(loss_fn, has_aux=True)(actor_params)
+            (_, infos), grads = grad_over_distinct(loss_of_logits, policy_logits_fn, actor_params,
+                                                   batch.obs[group_idx.reshape(-1)], sizes)
             kl = infos["approx_kl"].mean()
             stop = (kl > hyper.target_kl) if hyper.target_kl is not None else jnp.bool_(False)
 
