@@ -1,9 +1,11 @@
 """Overcooked throughput under jit + vmap: macro steps per second.
 
 ``test_env[tomato_salad-N{1,64,1024,8192}-vmap]``: random uniform macro actions, ``env.step`` with
-auto-reset, ``lax.scan`` over a fixed number of steps inside one jitted call. ``-blocked`` is the
-same with ``envs_jax.vmap_blocked`` (vmap 1024 environments at a time; identical to vmap at
-N <= 1024, so it is only run at 8192).
+auto-reset, ``lax.scan`` over a fixed number of steps inside one jitted call. ``-batch`` uses
+``env.step_batch`` (the macro loop on a shrinking buffer of running macros); ``-blocked`` and
+``-batch-blocked`` do the same 1024 environments at a time (``envs_jax.vmap_blocked`` /
+``map_blocks``; identical to the unblocked call at N <= 1024, so only run at 8192). All four
+compute the same thing (tests/test_overcooked_env.py).
 ``extra_info["macro_steps_per_s"]`` uses the best round.
 """
 
@@ -14,6 +16,8 @@ import os
 import jax
 import pytest
 
+import envs_jax
+
 SIZES = (1, 64, 1024, 8192)
 TASKS = ("tomato_salad", "lettuce_tomato_salad")
 
@@ -22,17 +26,21 @@ def _steps(n):
     return 256 if n <= 64 else 64
 
 
-CASES = [(n, "vmap") for n in SIZES] + [(8192, "blocked")]
+BATCHING = {
+    "vmap": lambda env: jax.vmap(env.step, in_axes=(0, 0, 0, None)),
+    "blocked": lambda env: envs_jax.vmap_blocked(env.step, in_axes=(0, 0, 0, None)),
+    "batch": lambda env: env.step_batch,
+    "batch-blocked": lambda env: envs_jax.map_blocks(env.step_batch, in_axes=(0, 0, 0, None)),
+}
+CASES = [(n, b) for n in SIZES for b in ("vmap", "batch")] + [(8192, "blocked"), (8192, "batch-blocked")]
 
 
 @pytest.mark.parametrize("num_envs,batching", CASES, ids=[f"N{n}-{b}" for n, b in CASES])
 @pytest.mark.parametrize("task", TASKS)
 def test_env(benchmark, task, num_envs, batching):
-    import envs_jax
-
     env, params = envs_jax.make(task)
     na, steps = env.num_actions, _steps(num_envs)
-    batched = (jax.vmap if batching == "vmap" else envs_jax.vmap_blocked)(env.step, in_axes=(0, 0, 0, None))
+    batched = BATCHING[batching](env)
 
     @jax.jit
     def rollout(key, state):

@@ -67,6 +67,9 @@ class Overcooked(environment.Environment[EnvState, EnvParams]):
         del key
         action = jnp.clip(jnp.asarray(action, jnp.int32), 0, self.num_actions - 1)
         state, reward, done, steps, prims = game.macro_step(self.task, params, state, action, self.nav)
+        return self._after_macro(state, reward, done, steps, prims)
+
+    def _after_macro(self, state, reward, done, steps, prims):
         done = jnp.asarray(done, jnp.bool_)
         success = state.success & done
         info = {
@@ -79,6 +82,29 @@ class Overcooked(environment.Environment[EnvState, EnvParams]):
             "returned_episode_macro_lengths": jnp.where(done, state.macro_time, 0),
         }
         return game.policy_obs(self.task, state), state, reward, done, info
+
+    def step_batch(self, keys: jax.Array, states: EnvState, actions: jax.Array, params: EnvParams | None = None,
+                   stages=game.BATCH_STAGES):
+        """``jax.vmap(self.step, in_axes=(0, 0, 0, None))``, same results, about twice as fast on
+        a CPU: the macro loop runs on a shrinking buffer of the still-running macros
+        (:func:`game.macro_step_batch`, which also explains ``stages``) instead of every lane
+        until the longest finishes."""
+        params = self.default_params if params is None else params
+        actions = jnp.clip(jnp.asarray(actions, jnp.int32), 0, self.num_actions - 1)
+        macro = game.macro_step_batch(self.task, params, states, actions, self.nav, stages)
+
+        def lane(key, state, reward, done, steps, prims):  # gymnax ``step`` after ``step_env``
+            _, key_reset = jax.random.split(key)
+            obs_st, state_st, reward, terminated, info = self._after_macro(state, reward, done, steps, prims)
+            truncated = self.is_truncated(state_st, params)
+            obs_re, state_re = self.reset_env(key_reset, params)
+            reset = terminated | truncated
+            state = jax.tree.map(lambda r, s: jax.lax.select(reset, r, s), state_re, state_st)
+            obs = jax.lax.select(reset, obs_re, obs_st)
+            info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
+            return obs, state, reward, terminated, truncated, info
+
+        return jax.vmap(lane)(keys, *macro)
 
     def get_obs(self, state: EnvState, params: EnvParams | None = None, key=None) -> jax.Array:
         return game.policy_obs(self.task, state)

@@ -598,24 +598,72 @@ def macro_step(task: Task, params: EnvParams, state: EnvState, m: jax.Array, nav
     up in :func:`navigation_table`, which is exact on every reachable state.
     """
     m = jnp.asarray(m, jnp.int32)
+    carry = jax.lax.while_loop(_macro_running, lambda c: _macro_body(task, params, m, nav, c), _macro_start(state))
+    return _macro_end(carry)
+
+
+# A macro in progress: (state, primitive steps k, fin, discounted reward, discount, prims, done).
+def _macro_start(state: EnvState):
     prims0 = jnp.full((C.MAX_MACRO_PRIMS,), -1, jnp.int32)
-    init = (state, jnp.int32(0), jnp.bool_(False), jnp.float32(0.0), jnp.float32(1.0),
-            prims0, jnp.bool_(False))
+    return (state, jnp.int32(0), jnp.bool_(False), jnp.float32(0.0), jnp.float32(1.0), prims0, jnp.bool_(False))
 
-    def cond(c):
-        _, k, fin, *_ = c
-        return (~fin) & (k < C.MAX_MACRO_PRIMS)
 
-    def body(c):
-        state, k, _, total, disc, prims, _ = c
-        state, a, fin = _controller(task, state, m, nav)
-        state, r, done, _ = prim_step(task, params, state, a)
-        total = total + disc * r
-        fin = fin | _post_check(task, state, m)
-        disc = disc * jnp.float32(params.macro_discount)
-        prims = jnp.where(jnp.arange(C.MAX_MACRO_PRIMS) == k, a, prims)  # elementwise: no scatter under vmap
-        return state, k + 1, fin, total, disc, prims, done
+def _macro_running(c) -> jax.Array:
+    _, k, fin, *_ = c
+    return (~fin) & (k < C.MAX_MACRO_PRIMS)
 
-    state, k, _, total, _, prims, done = jax.lax.while_loop(cond, body, init)
-    state = state.replace(macro_time=state.macro_time + 1)
-    return state, total, done, k, prims
+
+def _macro_body(task: Task, params: EnvParams, m: jax.Array, nav: str, c):
+    """One primitive step of macro ``m``."""
+    state, k, _, total, disc, prims, _ = c
+    state, a, fin = _controller(task, state, m, nav)
+    state, r, done, _ = prim_step(task, params, state, a)
+    total = total + disc * r
+    fin = fin | _post_check(task, state, m)
+    disc = disc * jnp.float32(params.macro_discount)
+    prims = jnp.where(jnp.arange(C.MAX_MACRO_PRIMS) == k, a, prims)  # elementwise: no scatter under vmap
+    return state, k + 1, fin, total, disc, prims, done
+
+
+def _macro_end(c):
+    state, k, _, total, _, prims, done = c
+    return state.replace(macro_time=state.macro_time + 1), total, done, k, prims
+
+
+# Stages of :func:`macro_step_batch`: (share of the batch, primitive steps). Random macro actions
+# take 3.3 primitive steps on average but up to 10, and a vmapped loop runs as long as its
+# longest lane: after 2 steps about 40% of the macros are still running, after 5 about 25%.
+BATCH_STAGES = ((1, 2), (2, 3), (4, C.MAX_MACRO_PRIMS))
+
+
+def macro_step_batch(task: Task, params: EnvParams, states: EnvState, ms: jax.Array, nav: str = "table",
+                     stages=BATCH_STAGES):
+    """``vmap(macro_step)`` over a batch, with the running macros compacted between stages.
+
+    Stage ``(d, n)`` gathers up to ``N // d`` still-running macros into a buffer, runs them at
+    most ``n`` more primitive steps and scatters them back; a final vmapped loop finishes any
+    that did not fit. Same results as ``vmap(macro_step)`` (each lane runs the same steps),
+    about twice as fast on a CPU, where finished lanes of a vmapped loop cost as much as
+    running ones."""
+    ms = jnp.asarray(ms, jnp.int32)
+    n_envs = ms.shape[0]
+    carry = jax.vmap(_macro_start)(states)
+
+    def run(carry, ms, limit):
+        def lane(c, m):
+            k0 = c[1]
+            return jax.lax.while_loop(lambda c: _macro_running(c) & (c[1] < k0 + limit),
+                                      lambda c: _macro_body(task, params, m, nav, c), c)
+        return jax.vmap(lane)(carry, ms)
+
+    for share, limit in stages:
+        size = n_envs // share
+        if size == n_envs:
+            carry = run(carry, ms, limit)
+            continue
+        idx = jnp.nonzero(jax.vmap(_macro_running)(carry), size=size, fill_value=n_envs)[0]
+        safe = jnp.minimum(idx, n_envs - 1)
+        buffer = run(jax.tree.map(lambda x: x[safe], carry), ms[safe], limit)
+        carry = jax.tree.map(lambda x, b: x.at[idx].set(b, mode="drop"), carry, buffer)
+    carry = run(carry, ms, C.MAX_MACRO_PRIMS)  # whatever did not fit a buffer
+    return jax.vmap(_macro_end)(carry)
