@@ -185,6 +185,24 @@ def test_cli_precedence_defaults_yaml_flags_set(tmp_path):
     assert config_from_args(p.parse_args([])) == TrainConfig()
 
 
+def test_config_files_layer_left_to_right(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("seed: 2\ngamma: 0.9\n")
+    b.write_text("gamma: 0.5\n")
+    c = config_from_args(_parser().parse_args(["--config", str(a), "--config", str(b), "--set", "seed=7"]))
+    assert (c.seed, c.gamma) == (7, 0.5)  # b over a, --set over both
+
+
+def test_smollm2_overlay_changes_only_learning_settings():
+    """configs/smollm2.yaml layers the SmolLM2 learning rates over any task's reference config."""
+    ref = load_config(CONFIGS / "tomato_salad.yaml")
+    both = config_from_args(_parser().parse_args(
+        ["--config", str(CONFIGS / "tomato_salad.yaml"), "--config", str(CONFIGS / "smollm2.yaml")]))
+    changed = {k for k in FIELDS if getattr(ref, k) != getattr(both, k)}
+    assert changed == {"policy_learning_rate", "value_learning_rate", "critic_warmup_updates"}
+    assert both.policy_learning_rate > 100 * ref.policy_learning_rate
+
+
 def test_cli_errors_are_one_line_exit_2(capsys):
     p = _parser()
     with pytest.raises(SystemExit) as e:

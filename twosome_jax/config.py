@@ -5,8 +5,9 @@ can be a static argument of a jitted function. Every way of building one (defaul
 command-line flags, ``--set``) goes through ``__post_init__`` validation, so a bad value is
 reported once, in one line, before any model is loaded.
 
-Precedence: dataclass defaults < YAML file (``--config``) < dedicated flags (``--seed`` ...)
-< ``--set KEY=VALUE`` (applied left to right).
+Precedence: dataclass defaults < YAML files (``--config``, repeatable: later files layer over
+earlier ones, e.g. a task's reference config then ``configs/smollm2.yaml``) < dedicated flags
+(``--seed`` ...) < ``--set KEY=VALUE`` (applied left to right).
 
 This module deliberately imports neither jax nor the model package: a CLI can parse and
 validate its arguments (and print ``--help``) without paying for a JAX import.
@@ -377,8 +378,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     code as ``--set``, so every value gets the same parsing and the same one-line errors.
     """
     g = parser.add_argument_group("configuration")
-    g.add_argument("--config", metavar="FILE", default=None,
-                   help="YAML file of config keys (e.g. configs/tomato_salad.yaml)")
+    g.add_argument("--config", metavar="FILE", action="append", default=None,
+                   help="YAML file of config keys (e.g. configs/tomato_salad.yaml); repeat it to layer "
+                        "files, later ones winning (e.g. then configs/smollm2.yaml)")
     for flag, key, metavar in _FLAGS:
         g.add_argument(flag, dest=key, metavar=metavar, default=None,
                        help=f"{FIELDS[key].metadata['help']} (sets {key})")
@@ -396,7 +398,9 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser |
     With ``parser`` given, a ConfigError becomes ``parser.error`` (one line, exit status 2).
     """
     try:
-        cfg = load_config(args.config) if getattr(args, "config", None) else TrainConfig()
+        cfg = TrainConfig()
+        for path in getattr(args, "config", None) or []:
+            cfg = load_config(path, base=cfg)
         # flags and --set are applied in one step (--set last, so it wins) and validated once,
         # so "--total-timesteps 96 --set num_steps=8" is judged on the final values.
         items = [(key, getattr(args, key)) for _, key, _ in _FLAGS if getattr(args, key, None) is not None]
