@@ -52,15 +52,19 @@ def scoring_table(benches):
 
 
 def env_table(benches):
-    lines = ["| case | best s/call | macro steps per call | macro steps/s (best) | (mean) |", "|---|---:|---:|---:|---:|"]
-    n = 0
-    for b in benches:
-        if b["name"].startswith("test_env["):
-            e = b["extra_info"]
-            lines.append(f"| {b['name']} | {b['stats']['min']:.4f} | {e['macro_steps']} | "
-                         f"{e['macro_steps_per_s']:,} | {e['macro_steps_per_s_mean']:,} |")
-            n += 1
-    return "\n".join(lines) + "\n" if n else ""
+    """One row per case, with its speed-up over plain vmap of the same task and N (same run)."""
+    envs = [b for b in benches if b["name"].startswith("test_env[")]
+    vmap = {(b["name"].split("-N")[0], b["extra_info"]["num_envs"]): b["stats"]["min"]
+            for b in envs if b["name"].endswith("-vmap]")}
+    lines = ["| case | best s/call | macro steps per call | macro steps/s (best) | (mean) | x vmap |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for b in envs:
+        e = b["extra_info"]
+        base = vmap.get((b["name"].split("-N")[0], e["num_envs"]))
+        ratio = f"{base / b['stats']['min']:.2f}" if base else "-"
+        lines.append(f"| {b['name']} | {b['stats']['min']:.4f} | {e['macro_steps']} | "
+                     f"{e['macro_steps_per_s']:,} | {e['macro_steps_per_s_mean']:,} | {ratio} |")
+    return "\n".join(lines) + "\n" if envs else ""
 
 
 def train_table(benches):
