@@ -33,10 +33,15 @@ def test_tiny_llm_learns_tomato_salad(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in open(run / "metrics.jsonl")]
     assert records[0]["entropy"] > 1.2  # it started near uniform over the 5 actions (ln 5 = 1.61) ...
-    evaluate = [sys.executable, "-m", "twosome_jax.evaluate", str(run), "--episodes", "32", "--json"]
+    evaluate = [sys.executable, "-m", "twosome_jax.evaluate", str(run), "--episodes", "32", "--json", "--trace"]
     proc = subprocess.run(evaluate, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["success_rate_greedy"] >= 0.9, result  # ... and learned to cook
     assert result["success_rate_sampled"] >= 0.9, result
     assert result["length_greedy"] <= 40, result  # the optimal episode takes 28 primitive steps
+    trace = result["greedy_trace"]  # the same greedy episode, macro by macro
+    assert trace[-1]["action"] == "deliver" and trace[-1]["reward"] > 0.9
+    for s in trace:
+        assert s["action"] == max(s["probs"], key=s["probs"].get)
+        assert abs(sum(s["probs"].values()) - 1) < 1e-3

@@ -3,7 +3,8 @@
 Greedy (argmax) and sampled episodes from reset, run in parallel in one compiled loop, from the
 run's latest checkpoint (seed 0 of a multi-seed run unless ``--seed-index``). ``--task`` scores
 the same adapters on another recipe (unseen-task evaluation; LLM agents only, since their input
-is text). ``--gif`` writes one greedy episode.
+is text). ``--gif`` writes one greedy episode; ``--trace`` lists it macro by macro with the policy's
+probabilities (where a failing greedy policy loops, and how close the runner-up is).
 
 The environment has no randomness, so all greedy episodes of a policy are the same episode: the
 greedy figures are exact for any episode count, and one episode is run.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 
 def evaluate_run(run_dir, *, episodes: int, task: str | None = None, seed_index: int = 0, seed: int = 0,
-                 gif: str | None = None) -> dict:
+                 gif: str | None = None, trace: bool = False) -> dict:
     import jax
     import numpy as np
 
@@ -53,30 +54,45 @@ def evaluate_run(run_dir, *, episodes: int, task: str | None = None, seed_index:
         "length_greedy": float(np.mean(greedy["lengths"])),
         "length_sampled": float(np.mean(sampled["lengths"])),
     }
-    if gif:
-        result["gif"] = write_episode_gif(setup, actor, gif)
+    if gif or trace:
+        episode = greedy_episode(setup, actor)
+        if trace:  # the greedy episode, macro by macro, with the policy's probabilities
+            result["greedy_trace"] = [{k: s[k] for k in ("action", "reward", "probs")} for s in episode[1:]]
+        if gif:
+            result["gif"] = write_episode_gif(setup, actor, gif, episode)
     return result
 
 
-def write_episode_gif(setup, actor, path: str) -> str:
-    """Play one greedy episode and write it as a GIF, each frame captioned with its macro action."""
+def greedy_episode(setup, actor, max_macro_steps: int = 256) -> list[dict]:
+    """Play the greedy episode from reset: per macro step the action taken, its reward, the
+    policy's probabilities of every macro action, and the state after it (``None`` first)."""
     import jax
-    import jax.numpy as jnp
-
-    from envs_jax.overcooked.render import save_gif
+    import numpy as np
 
     env, params = setup.env, setup.env_params
-    logits_fn = jax.jit(lambda a, o: setup.agent.policy_logits(setup.frozen, a, o))
+    probs_fn = jax.jit(lambda a, o: jax.nn.softmax(setup.agent.policy_logits(setup.frozen, a, o)[0]))
     step = jax.jit(env.step_env)
     key = jax.random.PRNGKey(0)
     obs, state = env.reset_env(key, params)
-    frames = [env.render(state, "reset")]
-    for _ in range(256):  # a macro takes >= 1 primitive step; episodes end by 210
-        action = int(jnp.argmax(logits_fn(actor, obs[None])[0]))
+    steps = [dict(action=None, reward=0.0, probs=None, state=state)]
+    for _ in range(max_macro_steps):  # a macro takes >= 1 primitive step; episodes end by 210
+        probs = np.asarray(probs_fn(actor, obs[None]))
+        action = int(np.argmax(probs))
         obs, state, reward, done, _ = step(key, state, action, params)
-        frames.append(env.render(state, f"{env.macro_names[action]} ({float(reward):+.3f})"))
+        steps.append(dict(action=env.macro_names[action], reward=float(reward), state=state,
+                          probs={env.macro_names[i]: round(float(p), 4) for i, p in enumerate(probs) if p > 0}))
         if bool(done):
             break
+    return steps
+
+
+def write_episode_gif(setup, actor, path: str, episode: list[dict] | None = None) -> str:
+    """Write the greedy episode as a GIF, each frame captioned with its macro action."""
+    from envs_jax.overcooked.render import save_gif
+
+    episode = episode or greedy_episode(setup, actor)
+    frames = [setup.env.render(s["state"], "reset" if s["action"] is None else f"{s['action']} ({s['reward']:+.3f})")
+              for s in episode]
     save_gif(frames, path)
     return path
 
@@ -89,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-index", type=int, default=0, help="which seed of a multi-seed run")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the sampled episodes")
     parser.add_argument("--gif", default=None, metavar="PATH", help="write one greedy episode as a GIF")
+    parser.add_argument("--trace", action="store_true",
+                        help="also report the greedy episode macro by macro with the action probabilities")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.episodes < 1:
@@ -102,16 +120,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown task {args.task!r}; valid: {', '.join(TASKS)}")
     try:
         result = evaluate_run(Path(args.run_dir), episodes=args.episodes, task=args.task,
-                              seed_index=args.seed_index, seed=args.seed, gif=args.gif)
+                              seed_index=args.seed_index, seed=args.seed, gif=args.gif, trace=args.trace)
     except (ConfigError, RunError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result))
     else:
+        trace = result.pop("greedy_trace", None)
         width = max(map(len, result))
         for k, v in result.items():
             print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+        for i, s in enumerate(trace or []):
+            top = sorted(s["probs"].items(), key=lambda kv: -kv[1])[:4]
+            print(f"{i:3d} {s['action']:<16} {s['reward']:+.3f} | " + " ".join(f"{a}={p:.2f}" for a, p in top))
     return 0
 
 
