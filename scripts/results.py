@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     main_run = runs.get("twosome") or next(iter(runs.values()))
     plot_learning_curve(main_run / "metrics.jsonl", figure,
                         baselines={a: r / "metrics.jsonl" for a, r in runs.items() if r != main_run},
-                        title=f"{args.task}: TWOSOME (SmolLM2-135M) vs baselines")
+                        title=f"{args.task}: TWOSOME (SmolLM2-135M) vs baselines", smooth=5)
     lines = [f"## {args.task}", "", "Produced by (each run resumes under the same command):", ""]
     for agent, run in runs.items():
         command = (run / COMMAND_FILE).read_text().strip() if (run / COMMAND_FILE).exists() else "(unknown)"

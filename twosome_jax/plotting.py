@@ -3,7 +3,8 @@
     python -m twosome_jax.plotting RUN_DIR [--compare [LABEL=]OTHER_RUN ...] [--out PNG]
 
 One panel per metric (default: success rate and mean return) against env steps, with the greedy
-evaluation (``eval_success_greedy`` / ``eval_return_greedy``) dashed where a run logged it. A
+evaluation (``eval_success_greedy`` / ``eval_return_greedy``) dashed and the sampled one dotted
+where a run logged them. A
 multi-seed run (records with ``KEY_per_seed`` lists of K > 1 values, see ``twosome_jax.metrics``)
 is drawn as the mean over seeds with a min-max band. The figure is drawn with matplotlib's Agg
 canvas directly (no pyplot, no global backend switch, so importing this from a notebook or a
@@ -25,7 +26,10 @@ DEFAULT_KEYS = ("success_rate", "mean_return")
 _TITLES = {"success_rate": "success rate", "mean_return": "mean episodic return"}
 # Drawn dashed in a panel when a run logged them (``python -m twosome_jax.train --set eval_every=N``):
 # the greedy policy is what the paper's "success rate reaches 0.95" refers to.
-OVERLAYS = {"success_rate": ("eval_success_greedy",), "mean_return": ("eval_return_greedy",)}
+# Sampled evaluation (dotted) is over many episodes, so it is far smoother than the training curve.
+OVERLAYS = {"success_rate": ("eval_success_greedy", "eval_success_sampled"),
+            "mean_return": ("eval_return_greedy", "eval_return_sampled")}
+_OVERLAY_STYLE = {"greedy": ("--", "greedy eval"), "sampled": (":", "sampled eval")}
 
 
 def resolve_metrics_path(path: str | os.PathLike) -> str:
@@ -104,11 +108,12 @@ def plot_learning_curve(metrics_jsonl_path: str | os.PathLike, png_path: str | o
     for ax, key in zip(axes, keys):
         drawn = False
         for i, (name, records) in enumerate(runs):
-            for extra, style in ((None, "-"), *((k, "--") for k in OVERLAYS.get(key, ()))):
+            for extra, style in ((None, "-"), *((k, _OVERLAY_STYLE[k.rsplit("_", 1)[1]][0])
+                                                for k in OVERLAYS.get(key, ()))):
                 x, y, lo, hi = curve(records, extra or key, smooth if extra is None else 1)
                 if len(x) == 0:
                     continue
-                line_label = name if extra is None else f"{name}, greedy eval"
+                line_label = name if extra is None else f"{name}, {_OVERLAY_STYLE[extra.rsplit('_', 1)[1]][1]}"
                 if lo is not None:
                     line_label += f" (mean of {_num_seeds(records, extra or key)} seeds, min-max)"
                     ax.fill_between(x, lo, hi, color=f"C{i}", alpha=0.2 if extra is None else 0.1, lw=0)
