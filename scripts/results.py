@@ -63,9 +63,12 @@ def summarize(run_dir: Path, threshold: float) -> dict:
     seconds = sum((b["env_steps"] - a["env_steps"]) / b["steps_per_second"]
                   for a, b in zip([{"env_steps": 0}] + records, records))
     recent = evals[-10:]
+    misses = [i for i, r in enumerate(evals) if r["eval_success_greedy"] < threshold]
+    stable = None if not evals or (misses and misses[-1] == len(evals) - 1) else \
+        evals[misses[-1] + 1 if misses else 0]["env_steps"]
     return {"iterations": records[-1]["iteration"], "env_steps": records[-1]["env_steps"],
             "train_minutes": seconds / 60, "steps_per_second": records[-1]["env_steps"] / seconds,
-            "first_greedy": first, "last_greedy": last.get("eval_success_greedy"),
+            "first_greedy": first, "stable_greedy": stable, "last_greedy": last.get("eval_success_greedy"),
             "last_sampled": last.get("eval_success_sampled"),
             "recent_greedy": f"{sum(r['eval_success_greedy'] >= threshold for r in recent)}/{len(recent)}"}
 
@@ -102,15 +105,16 @@ def main(argv=None) -> int:
     lines += ["",
              f"![learning curves](results/{args.task}.png)", "",
              f"| agent | iterations | env steps | training time (min) | env steps/s | first env step with greedy "
-             f"success >= {args.threshold} | greedy >= {args.threshold} in the last 10 evaluations | "
+             f"success >= {args.threshold} | greedy >= {args.threshold} at every evaluation from | "
+             f"greedy >= {args.threshold} in the last 10 evaluations | "
              f"last greedy success | last sampled success |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for agent, run in runs.items():
         s = summarize(run, args.threshold)
         fmt = lambda v: "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
         lines.append(f"| {agent} | {s['iterations']} | {s['env_steps']} | {s['train_minutes']:.1f} | "
                      f"{s['steps_per_second']:.2f} | {fmt(s['first_greedy']) if s['first_greedy'] is not None else 'not reached'} | "
-                     f"{s['recent_greedy']} | {fmt(s['last_greedy'])} | {fmt(s['last_sampled'])} |")
+                     f"{fmt(s['stable_greedy']) if s['stable_greedy'] is not None else 'not reached'} | {s['recent_greedy']} | {fmt(s['last_greedy'])} | {fmt(s['last_sampled'])} |")
     section = "\n".join(lines) + "\n"
     (REPO / "docs" / "results" / f"{args.task}.md").write_text(section)
     sections = [p.read_text() for p in sorted((REPO / "docs" / "results").glob("*.md"))]
