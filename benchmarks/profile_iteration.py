@@ -1,13 +1,18 @@
 """Where the time of one training iteration goes (SmolLM2, tomato salad, 4 envs x 32 steps).
 
-    python benchmarks/profile_iteration.py [--model smollm2-135m-instruct] [--variants padded no-table]
+    python benchmarks/profile_iteration.py [--model smollm2-135m-instruct] [--variants default no-dedupe]
 
 Times the jitted pieces separately (best of --repeats after a compile call):
 the whole iteration; the rollout alone (32 steps of scoring + critic input + env); one
-rollout step's policy scoring (4 observations); the environment alone (32 steps x 4 envs);
-the critic feature of 4 observations by the LLM (what the cache saves); one policy minibatch's
-forward+backward (4 observations, the update runs 32 of them). The update's remainder (GAE,
-critic MLP updates, optimizer) is the iteration minus the rollout minus 32 minibatches.
+rollout step's policy scoring (4 observations); the rollout's table (the policy on every
+reachable observation, when the variant scores one); the environment alone (32 steps x 4 envs);
+the critic feature of 4 observations by the LLM (what the cache saves); the policy
+forward+backward at 4 observations (one reference minibatch) and at each size a policy-update
+group's distinct observations may be scored at (``Trainer.distinct_sizes``). For those sizes
+it also reports how many distinct observations random groups of the fresh-state rollout hold
+(the update shuffles the batch, then takes groups of ``policy_group_size`` rows). The update's
+remainder (GAE, critic MLP updates, optimizer) is the iteration minus the rollout minus the
+policy forward+backward passes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from train_setup import make_setup, variant  # noqa: E402
@@ -40,7 +46,7 @@ def best_of(fn, *args, repeats=2):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--variants", nargs="+", default=["padded", "no-table"])
+    ap.add_argument("--variants", nargs="+", default=["default", "no-dedupe"])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-iteration", action="store_true")
     args = ap.parse_args()
@@ -62,17 +68,35 @@ def main():
         r["rollout"] = best_of(jax.jit(lambda f, s: trainer.rollout(f, s)[1]), frozen, state, repeats=args.repeats)
         r["policy_fwd_4obs"] = best_of(jax.jit(agent.policy_logits), frozen, state.actor, state.obs,
                                        repeats=3 * args.repeats)
+        if trainer.policy_table_size(frozen):
+            r["policy_fwd_table"] = best_of(jax.jit(agent.policy_logits), frozen, state.actor, frozen["cache_obs"],
+                                            repeats=args.repeats)
 
-        def grad4(actor, frozen, obs):
+        def grad(actor, frozen, obs):
+            k = obs.shape[0]
+
             def loss(actor):
                 logits = agent.policy_logits(frozen, actor, obs)
-                l, _ = policy_loss(logits, jnp.zeros(n, jnp.int32), jnp.full(n, -1.6), jnp.arange(n, dtype=jnp.float32),
+                l, _ = policy_loss(logits, jnp.zeros(k, jnp.int32), jnp.full(k, -1.6), jnp.arange(k, dtype=jnp.float32),
                                    clip_coef=0.2, ent_coef=0.01, norm_adv=True)
                 return l
             return jax.grad(loss)(actor)
 
-        r["policy_fwdbwd_4obs"] = best_of(jax.jit(grad4), state.actor, frozen, state.obs, repeats=3 * args.repeats)
+        grad = jax.jit(grad)
+        r["policy_fwdbwd_4obs"] = best_of(grad, state.actor, frozen, state.obs, repeats=3 * args.repeats)
+        sizes = trainer.distinct_sizes(frozen)
+        for size in sizes:
+            obs = jnp.asarray(np.resize(reach, (size,) + reach.shape[1:]))
+            r[f"policy_fwdbwd_{size}obs"] = best_of(grad, state.actor, frozen, obs, repeats=args.repeats)
         out[name] = {k: {"best_s": round(v[0], 4), "first_call_s": round(v[1], 2)} for k, v in r.items()}
+        out[name]["distinct_sizes"] = list(sizes)
+        out[name]["group_size"] = trainer.policy_group_size
+        obs = np.asarray(jax.jit(lambda f, s: trainer.rollout(f, s)[1].obs)(frozen, state)).reshape(n * T, -1)
+        rng = np.random.default_rng(0)
+        counts = [len(np.unique(obs[rng.permutation(n * T)[:trainer.policy_group_size]], axis=0)) for _ in range(200)]
+        out[name]["fresh_group_distinct_mean"] = float(np.mean(counts))
+        out[name]["fresh_group_size_used"] = {str(s): int(sum(min((z for z in sizes if z >= c)) == s for c in counts))
+                                              for s in sizes}
 
     def env_only(env_state):
         def body(c, k):

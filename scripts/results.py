@@ -31,7 +31,8 @@ is PPO on the vector observation (the paper's PPO), `saycan` the untrained LLM's
 
 Greedy success is exact from one episode: the environment and the greedy policy are
 deterministic, so every greedy episode is the same episode. Sampled success is over
-`eval_episodes` (100) episodes. Both are measured every 5 iterations (640 env steps). A greedy
+`eval_episodes` (100) episodes. Both are measured every `eval_every` iterations (each section
+lists it per run: 5 iterations = 640 env steps where an evaluation is cheap). A greedy
 policy fails by looping: some macro action that does nothing where the agent stands keeps the
 highest probability; `python -m twosome_jax.evaluate RUN_DIR --trace` shows where.
 """
@@ -51,6 +52,13 @@ def train(task: str, agent: str, run_dir: Path, args) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / COMMAND_FILE).write_text(" ".join(["scripts/results.py", *sys.argv[1:]]) + "\n")
     subprocess.run([sys.executable, "-m", "twosome_jax.train", "--no-progress", *cmd], cwd=REPO, check=True)
+
+
+def _config(run_dir: Path) -> dict:
+    import yaml
+
+    path = run_dir / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.exists() else {}
 
 
 def summarize(run_dir: Path, threshold: float) -> dict:
@@ -101,7 +109,8 @@ def main(argv=None) -> int:
     lines = [f"## {args.task}", "", "Produced by (each run resumes under the same command):", ""]
     for agent, run in runs.items():
         command = (run / COMMAND_FILE).read_text().strip() if (run / COMMAND_FILE).exists() else "(unknown)"
-        lines.append(f"- {agent}: `.venv/bin/python {command}`")
+        every = _config(run).get("eval_every")
+        lines.append(f"- {agent}: `.venv/bin/python {command}` (evaluated every {every} iterations)")
     lines += ["",
              f"![learning curves](results/{args.task}.png)", "",
              f"| agent | iterations | env steps | training time (min) | env steps/s | first env step with greedy "

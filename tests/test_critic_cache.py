@@ -57,3 +57,29 @@ def test_rollout_policy_table_equals_step_by_step_scoring():
     direct = setup.agent.policy_logits(setup.frozen, state.actor, obs)
     logp = jnp.take_along_axis(jax.nn.log_softmax(direct), traj.action.reshape(-1, 1), axis=-1)[:, 0]
     np.testing.assert_allclose(np.asarray(traj.logp).reshape(-1), np.asarray(logp), atol=1e-5)
+
+
+def test_evaluation_table_gives_the_episodes_of_step_by_step_scoring():
+    """Evaluating from the table of reachable logits plays the same episodes as scoring each step,
+    and the table is only built where it is the cheaper way (few reachable observations)."""
+    from twosome_jax.config import TrainConfig
+    from twosome_jax.run import build
+    from twosome_jax.trainer import evaluate, evaluation_table
+
+    setup = build(TrainConfig(model="tiny-random", task="tomato_salad"))
+    actor = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.PRNGKey(1), x.shape, x.dtype),
+                         setup.agent.lora_template)  # a policy that is not uniform
+    assert evaluation_table(setup.agent, setup.frozen, actor, episodes=1) is not None  # 22 <= 32
+    table = evaluation_table(setup.agent, setup.frozen, actor, episodes=8)
+    for greedy, n in ((True, 1), (False, 8)):
+        run = jax.jit(lambda t, greedy=greedy, n=n: evaluate(setup.agent, setup.env, setup.env_params, setup.frozen,
+                                                             actor, jax.random.PRNGKey(3), episodes=n,
+                                                             greedy=greedy, table=t))
+        with_table, step_by_step = run(table), run(None)
+        for key in ("success", "returns", "lengths", "finished"):
+            np.testing.assert_array_equal(np.asarray(with_table[key]), np.asarray(step_by_step[key]), err_msg=key)
+        assert np.asarray(with_table["finished"]).all() and np.asarray(with_table["lengths"]).min() > 0
+    lettuce = build(TrainConfig(model="tiny-random", task="lettuce_tomato_salad"))
+    actor = lettuce.agent.lora_template
+    assert evaluation_table(lettuce.agent, lettuce.frozen, actor, episodes=1) is None  # 806 > 32: step by step
+    assert evaluation_table(lettuce.agent, lettuce.frozen, actor, episodes=100).shape[0] == 806

@@ -24,7 +24,7 @@ def evaluate_run(run_dir, *, episodes: int, task: str | None = None, seed_index:
     import numpy as np
 
     from twosome_jax import run as runlib
-    from twosome_jax.trainer import Trainer, evaluate
+    from twosome_jax.trainer import Trainer, evaluate, evaluation_table
 
     cfg = runlib.load_run_config(run_dir)
     if task is not None and task != cfg.task and cfg.agent == "ppo-mlp":
@@ -38,10 +38,12 @@ def evaluate_run(run_dir, *, episodes: int, task: str | None = None, seed_index:
         raise runlib.RunError(f"--seed-index {seed_index} out of range; the run has {cfg.num_seeds} seed(s)")
     actor = jax.tree.map(lambda x: x[seed_index], state.actor)
 
+    table = jax.jit(lambda a: evaluation_table(setup.agent, setup.frozen, a, episodes))(actor)
+
     def run(greedy, n):
-        fn = jax.jit(lambda a, k: evaluate(setup.agent, setup.env, setup.env_params, setup.frozen, a, k,
-                                           episodes=n, greedy=greedy))
-        return jax.device_get(fn(actor, jax.random.PRNGKey(seed)))
+        fn = jax.jit(lambda a, t, k: evaluate(setup.agent, setup.env, setup.env_params, setup.frozen, a, k,
+                                              episodes=n, greedy=greedy, table=t))
+        return jax.device_get(fn(actor, table, jax.random.PRNGKey(seed)))
 
     greedy, sampled = run(True, 1), run(False, episodes)
     result = {

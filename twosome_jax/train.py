@@ -21,15 +21,19 @@ With no arguments: tomato salad with SmolLM2-135M-Instruct and the reference's s
 HF_NAMES = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
-def _eval_fn(setup, episodes: int, greedy: bool):
+def _eval_fn(setup, episodes: int):
+    """Per seed: (greedy success, greedy return) of one episode (the greedy policy and the
+    environment are deterministic) and (sampled success, sampled return) over ``episodes``."""
     import jax
 
-    from twosome_jax.trainer import evaluate
+    from twosome_jax.trainer import evaluate, evaluation_table
 
     def one(actor, key):
-        out = evaluate(setup.agent, setup.env, setup.env_params, setup.frozen, actor, key,
-                       episodes=episodes, greedy=greedy)
-        return out["success"].mean(), out["returns"].mean()
+        table = evaluation_table(setup.agent, setup.frozen, actor, episodes)  # shared by both
+        run = lambda n, greedy: evaluate(setup.agent, setup.env, setup.env_params, setup.frozen, actor, key,
+                                         episodes=n, greedy=greedy, table=table)
+        greedy, sampled = run(1, True), run(episodes, False)
+        return greedy["success"].mean(), greedy["returns"].mean(), sampled["success"].mean(), sampled["returns"].mean()
 
     return jax.jit(jax.vmap(one))
 
@@ -65,8 +69,7 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
         state = runlib.shard_state(state, mesh, cfg.num_envs)
         frozen = runlib.shard_frozen(frozen, mesh)
 
-    eval_greedy = _eval_fn(setup, 1, greedy=True) if cfg.eval_every else None
-    eval_sampled = _eval_fn(setup, cfg.eval_episodes, greedy=False) if cfg.eval_every else None
+    evaluation = _eval_fn(setup, cfg.eval_episodes) if cfg.eval_every else None
     start = int(np.asarray(state.iteration).reshape(-1)[0])
     logger = RunLogger(run_dir, total_steps=trainer.num_updates * cfg.num_envs * cfg.num_steps, resume=resume,
                        after_iteration=step, progress=progress, config=cfg.to_dict())
@@ -81,12 +84,10 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
             elapsed = time.perf_counter() - t0
             metrics["steps_per_second"] = cfg.num_envs * cfg.num_steps / elapsed
             done = it + 1
-            if eval_greedy is not None and (done % cfg.eval_every == 0 or done == trainer.num_updates):
+            if evaluation is not None and (done % cfg.eval_every == 0 or done == trainer.num_updates):
                 eval_keys = jax.random.split(jax.random.PRNGKey(cfg.seed + 10_000 + done), cfg.num_seeds)
-                metrics["eval_success_greedy"], metrics["eval_return_greedy"] = jax.device_get(
-                    eval_greedy(state.actor, eval_keys))
-                metrics["eval_success_sampled"], metrics["eval_return_sampled"] = jax.device_get(
-                    eval_sampled(state.actor, eval_keys))
+                (metrics["eval_success_greedy"], metrics["eval_return_greedy"], metrics["eval_success_sampled"],
+                 metrics["eval_return_sampled"]) = jax.device_get(evaluation(state.actor, eval_keys))
             env_steps = int(np.asarray(metrics.pop("env_steps")).reshape(-1)[0])
             metrics.pop("iteration")
             logger.log(done, env_steps, metrics)

@@ -212,19 +212,34 @@ class Trainer:
         return state, metrics
 
 
-def evaluate(agent, env, env_params, frozen, actor, key, *, episodes: int, greedy: bool,
+# Macro steps an evaluation episode is assumed to take when choosing between scoring step by step
+# and scoring the reachable set once (a trained tomato-salad policy takes 28, an untrained one
+# runs to the limit of 200 primitive steps).
+EVAL_STEPS_PER_EPISODE = 32
+
+
+def evaluation_table(agent, frozen, actor, episodes: int):
+    """The policy's logits on every reachable observation, or None where scoring step by step is
+    cheaper: when the reachable set (tomato salad 22, lettuce-tomato salad 806 observations) is
+    larger than ``episodes`` episodes of ``EVAL_STEPS_PER_EPISODE`` macro steps would visit.
+    The policy is fixed during an evaluation, so the table is exact; compute it once and pass it
+    to every :func:`evaluate` of the same adapters."""
+    if "cache_obs" not in frozen or frozen["cache_obs"].shape[0] > episodes * EVAL_STEPS_PER_EPISODE:
+        return None
+    return agent.policy_logits(frozen, actor, frozen["cache_obs"])
+
+
+def evaluate(agent, env, env_params, frozen, actor, key, *, episodes: int, greedy: bool, table=None,
              max_macro_steps: int = 256):
     """Run ``episodes`` episodes from reset in parallel; returns per-episode success and return.
 
-    With a critic-feature cache (the reachable observations) the policy's logits are computed
-    once for every reachable observation and looked up, so long evaluations cost one scoring
-    call. The loop stops as soon as every episode has ended (a trained policy finishes in a few
-    macro steps), and at ``max_macro_steps`` at the latest (a macro takes at least one
-    primitive step and episodes end after at most 210 primitive steps, so 256 is never hit).
+    ``table``: the policy's logits on ``frozen["cache_obs"]`` (:func:`evaluation_table`), looked
+    up instead of scoring each step; None scores step by step. The loop stops as soon as every
+    episode has ended (a trained policy finishes in a few macro steps), and at
+    ``max_macro_steps`` at the latest (a macro takes at least one primitive step and episodes
+    end after at most 210 primitive steps, so 256 is never hit).
     """
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, episodes), env_params)
-    # the policy is fixed during evaluation: score every reachable observation once if we can
-    table = agent.policy_logits(frozen, actor, frozen["cache_obs"]) if "cache_obs" in frozen else None
 
     def cond(carry):
         t, _, _, _, finished, _, _, _ = carry
