@@ -8,7 +8,9 @@ trains (or, where a run directory already exists, resumes) three runs under runs
 LLM), each with greedy and sampled evaluation every ``--eval-every`` iterations. Then it
 writes a comparison plot and a section of docs/RESULTS.md from the runs' metrics.jsonl: the
 env steps at which greedy success first reaches the threshold, the last evaluation, and the
-wall time. Every number in that section comes from those files.
+wall time. Every number in that section comes from those files. A hand-written
+``docs/results/TASK.notes.md``, where there is one, follows the task's section (what the runs'
+budget was and why; the numbers it quotes name the command that printed them).
 """
 
 from __future__ import annotations
@@ -126,7 +128,11 @@ def main(argv=None) -> int:
                      f"{fmt(s['stable_greedy']) if s['stable_greedy'] is not None else 'not reached'} | {s['recent_greedy']} | {fmt(s['last_greedy'])} | {fmt(s['last_sampled'])} |")
     section = "\n".join(lines) + "\n"
     (REPO / "docs" / "results" / f"{args.task}.md").write_text(section)
-    sections = [p.read_text() for p in sorted((REPO / "docs" / "results").glob("*.md"))]
+    sections = []
+    for path in sorted((REPO / "docs" / "results").glob("*.md")):
+        if not path.name.endswith(".notes.md"):
+            notes = path.with_suffix(".notes.md")
+            sections.append(path.read_text() + ("\n" + notes.read_text() if notes.exists() else ""))
     (REPO / "docs" / "RESULTS.md").write_text(HEADER + "\n" + "\n".join(sections))
     print(section)
     return 0
