@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     section = "\n".join(lines) + "\n"
     (REPO / "docs" / "results" / f"{args.task}.md").write_text(section)
     sections = []
-    for path in sorted((REPO / "docs" / "results").glob("*.md")):
+    for path in sorted((REPO / "docs" / "results").glob("*.md"), key=lambda p: (p.stem != "tomato_salad", p.name)):
         if not path.name.endswith(".notes.md"):
             notes = path.with_suffix(".notes.md")
             sections.append(path.read_text() + ("\n" + notes.read_text() if notes.exists() else ""))
