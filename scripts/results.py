@@ -56,13 +56,6 @@ def train(task: str, agent: str, run_dir: Path, args) -> None:
     subprocess.run([sys.executable, "-m", "twosome_jax.train", "--no-progress", *cmd], cwd=REPO, check=True)
 
 
-def _config(run_dir: Path) -> dict:
-    import yaml
-
-    path = run_dir / "config.yaml"
-    return yaml.safe_load(path.read_text()) if path.exists() else {}
-
-
 def summarize(run_dir: Path, threshold: float) -> dict:
     records = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
     evals = [r for r in records if r.get("eval_success_greedy") is not None]
@@ -102,6 +95,7 @@ def main(argv=None) -> int:
             train(args.task, agent, root / agent, args)
     runs = {a: root / a for a in AGENTS if (root / a / "metrics.jsonl").exists()}
     from twosome_jax.plotting import plot_learning_curve
+    from twosome_jax.run import load_run_config
 
     figure = REPO / "docs" / "results" / f"{args.task}.png"
     main_run = runs.get("twosome") or next(iter(runs.values()))
@@ -111,7 +105,7 @@ def main(argv=None) -> int:
     lines = [f"## {args.task}", "", "Produced by (each run resumes under the same command):", ""]
     for agent, run in runs.items():
         command = (run / COMMAND_FILE).read_text().strip() if (run / COMMAND_FILE).exists() else "(unknown)"
-        every = _config(run).get("eval_every")
+        every = load_run_config(run).eval_every
         lines.append(f"- {agent}: `.venv/bin/python {command}` (evaluated every {every} iterations)")
     lines += ["",
              f"![learning curves](results/{args.task}.png)", "",

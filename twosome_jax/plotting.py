@@ -27,9 +27,9 @@ _TITLES = {"success_rate": "success rate", "mean_return": "mean episodic return"
 # Drawn dashed in a panel when a run logged them (``python -m twosome_jax.train --set eval_every=N``):
 # the greedy policy is what the paper's "success rate reaches 0.95" refers to.
 # Sampled evaluation (dotted) is over many episodes, so it is far smoother than the training curve.
-OVERLAYS = {"success_rate": ("eval_success_greedy", "eval_success_sampled"),
-            "mean_return": ("eval_return_greedy", "eval_return_sampled")}
-_OVERLAY_STYLE = {"greedy": ("--", "greedy eval"), "sampled": (":", "sampled eval")}
+# Per panel: (metric, line style, label suffix).
+OVERLAYS = {"success_rate": (("eval_success_greedy", "--", "greedy eval"), ("eval_success_sampled", ":", "sampled eval")),
+            "mean_return": (("eval_return_greedy", "--", "greedy eval"), ("eval_return_sampled", ":", "sampled eval"))}
 
 
 def resolve_metrics_path(path: str | os.PathLike) -> str:
@@ -108,12 +108,11 @@ def plot_learning_curve(metrics_jsonl_path: str | os.PathLike, png_path: str | o
     for ax, key in zip(axes, keys):
         drawn = False
         for i, (name, records) in enumerate(runs):
-            for extra, style in ((None, "-"), *((k, _OVERLAY_STYLE[k.rsplit("_", 1)[1]][0])
-                                                for k in OVERLAYS.get(key, ()))):
+            for extra, style, suffix in ((None, "-", None), *OVERLAYS.get(key, ())):
                 x, y, lo, hi = curve(records, extra or key, smooth if extra is None else 1)
                 if len(x) == 0:
                     continue
-                line_label = name if extra is None else f"{name}, {_OVERLAY_STYLE[extra.rsplit('_', 1)[1]][1]}"
+                line_label = name if extra is None else f"{name}, {suffix}"
                 if lo is not None:
                     line_label += f" (mean of {_num_seeds(records, extra or key)} seeds, min-max)"
                     ax.fill_between(x, lo, hi, color=f"C{i}", alpha=0.2 if extra is None else 0.1, lw=0)

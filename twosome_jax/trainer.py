@@ -40,6 +40,17 @@ class TrainState:
     env_steps: chex.Array  # int32, macro steps taken, summed over environments
 
 
+def table_size(frozen, visits: int) -> int:
+    """Size of the reachable set where scoring it once beats scoring ``visits`` observations
+    one by one, else 0 (also when the environment's observations are not enumerated).
+
+    The adapters do not change during a rollout or an evaluation, so when the environment can
+    produce fewer distinct observations than will be visited, scoring all of them once and
+    looking the logits up at each step is exact and cheaper (:func:`lookup_features`)."""
+    size = frozen["cache_obs"].shape[0] if "cache_obs" in frozen else 0
+    return size if size < visits else 0
+
+
 def per_seed(fn, num_seeds: int):
     """``fn(frozen, x)`` over the leading seed axis of ``x`` and of the result.
 
@@ -113,15 +124,9 @@ class Trainer:
 
     # -- rollout --------------------------------------------------------------------------
     def policy_table_size(self, frozen) -> int:
-        """How many observations the rollout scores up front (0: it scores step by step).
-
-        The adapters do not change during a rollout, so when the environment can produce fewer
-        distinct observations than a rollout visits (tomato salad: 22 < 4 x 32), scoring all
-        of them once and looking the logits up at each step is exact and cheaper."""
-        if "cache_obs" not in frozen:
-            return 0
-        size = frozen["cache_obs"].shape[0]
-        return size if size < self.num_envs * self.num_steps else 0
+        """How many observations the rollout scores up front (0: it scores step by step):
+        :func:`table_size` for the 4 x 32 observations a rollout visits (tomato salad: 22)."""
+        return table_size(frozen, self.num_envs * self.num_steps)
 
     @property
     def policy_group_size(self) -> int:
@@ -220,11 +225,11 @@ EVAL_STEPS_PER_EPISODE = 32
 
 def evaluation_table(agent, frozen, actor, episodes: int):
     """The policy's logits on every reachable observation, or None where scoring step by step is
-    cheaper: when the reachable set (tomato salad 22, lettuce-tomato salad 806 observations) is
-    larger than ``episodes`` episodes of ``EVAL_STEPS_PER_EPISODE`` macro steps would visit.
-    The policy is fixed during an evaluation, so the table is exact; compute it once and pass it
-    to every :func:`evaluate` of the same adapters."""
-    if "cache_obs" not in frozen or frozen["cache_obs"].shape[0] > episodes * EVAL_STEPS_PER_EPISODE:
+    cheaper (:func:`table_size` for ``episodes`` episodes of ``EVAL_STEPS_PER_EPISODE`` macro
+    steps: tomato salad's 22 observations make a table even for one greedy episode,
+    lettuce-tomato salad's 806 only for 26 episodes or more). Compute it once and pass it to
+    every :func:`evaluate` of the same adapters."""
+    if not table_size(frozen, episodes * EVAL_STEPS_PER_EPISODE):
         return None
     return agent.policy_logits(frozen, actor, frozen["cache_obs"])
 
