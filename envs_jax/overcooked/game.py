@@ -631,9 +631,13 @@ def _macro_end(c):
 
 
 # Stages of :func:`macro_step_batch`: (share of the batch, primitive steps). Random macro actions
-# take 3.3 primitive steps on average but up to 10, and a vmapped loop runs as long as its
-# longest lane: after 2 steps about 40% of the macros are still running, after 5 about 25%.
-BATCH_STAGES = ((1, 2), (2, 3), (4, C.MAX_MACRO_PRIMS))
+# take 3.1-3.3 primitive steps on average but up to 10, and a vmapped loop runs as long as its
+# longest lane: after 2 steps 40-46% of the macros are still running, after 5 21-25%, after 7
+# 6-7% (tomato / lettuce-tomato salad). Each buffer leaves a margin over its survivors: a
+# quarter-size buffer after 5 steps overflowed on lettuce-tomato salad about half the time, and
+# an overflow sends the rest through the final loop over every lane
+# (benchmarks/env_stages.py compares stage lists side by side).
+BATCH_STAGES = ((1, 2), (2, 3), (3, 2), (8, C.MAX_MACRO_PRIMS))
 
 
 def macro_step_batch(task: Task, params: EnvParams, states: EnvState, ms: jax.Array, nav: str = "table",
