@@ -5,8 +5,8 @@
 ``game.macro_step_batch`` runs a macro's primitive steps in stages ``(d, n)``: up to ``N // d``
 still-running macros are gathered into a buffer and advanced at most ``n`` steps; a last
 vmapped loop over all ``N`` lanes finishes whatever did not fit. Which stages pay depends on how
-long the macros run (random actions: about 40-46% of the macros still run after 2 primitive
-steps, 21-25% after 5, 6-7% after 7; the script prints these survival rates too). Every variant
+long the macros run (random actions: 39-43% of the macros still run after 2 primitive steps,
+20-23% after 5, 6-7% after 7; the script prints these survival rates too). Every variant
 computes the same states and rewards (checked here, bit for bit); the table gives each one's
 macro steps/s under ``map_blocks`` (1024 environments at a time, as ``test_env.py``'s
 ``-batch-blocked`` case) and its ratio to the default, rounds interleaved so that load drifts

@@ -632,11 +632,12 @@ def _macro_end(c):
 
 # Stages of :func:`macro_step_batch`: (share of the batch, primitive steps). Random macro actions
 # take 3.1-3.3 primitive steps on average but up to 10, and a vmapped loop runs as long as its
-# longest lane: after 2 steps 40-46% of the macros are still running, after 5 21-25%, after 7
-# 6-7% (tomato / lettuce-tomato salad). Each buffer leaves a margin over its survivors: a
-# quarter-size buffer after 5 steps overflowed on lettuce-tomato salad about half the time, and
-# an overflow sends the rest through the final loop over every lane
-# (benchmarks/env_stages.py compares stage lists side by side).
+# longest lane: after 2 steps 39-43% of the macros are still running, after 5 20-23%, after 7
+# 6-7% (tomato / lettuce-tomato salad). Each buffer leaves a margin over its survivors (a
+# quarter-size buffer after 5 steps is a thin one for lettuce-tomato salad), since whatever does
+# not fit goes through the final loop over every lane. benchmarks/env_stages.py compares stage
+# lists side by side: this one and the session-2 list ((1, 2), (2, 3), (4, 16)) are within a
+# few percent of each other on both tasks.
 BATCH_STAGES = ((1, 2), (2, 3), (3, 2), (8, C.MAX_MACRO_PRIMS))
 
 
