@@ -1,4 +1,4 @@
-"""Flax NNX LLaMA with LoRA, plus weight loading (HF safetensors dirs, GGUF, built-ins)."""
+"""Flax NNX LLaMA with LoRA, KV-cache generation, and weight loading (HF safetensors dirs, GGUF, built-ins)."""
 
 from .config import LlamaConfig, default_dtype, rope_inv_freq
 from .llama import (
@@ -12,12 +12,15 @@ from .llama import (
 )
 from .functional import (
     apply_hidden,
+    apply_hidden_cached,
     apply_lm_head,
     apply_logits,
     merge_model,
     split_model,
     token_logprobs,
 )
+from .generate import Generation, generate, pad_prompts
+from .kv_cache import KVCache
 from .loading import (
     ModelLoadError,
     clear_weight_cache,
@@ -28,8 +31,8 @@ from .loading import (
 )
 
 __all__ = [
-    "ALL_TARGETS", "LlamaConfig", "Llama", "LoRAConfig", "LoRAParam", "ModelLoadError",
-    "apply_hidden", "apply_lm_head", "apply_logits", "causal_mask", "clear_weight_cache", "count_params",
-    "default_dtype", "hf_state_dict", "load_model", "save_hf_checkpoint", "merge_model", "resolve_spec", "rope_inv_freq",
+    "ALL_TARGETS", "Generation", "KVCache", "LlamaConfig", "Llama", "LoRAConfig", "LoRAParam", "ModelLoadError",
+    "apply_hidden", "apply_hidden_cached", "apply_lm_head", "apply_logits", "causal_mask", "clear_weight_cache", "count_params",
+    "default_dtype", "generate", "hf_state_dict", "load_model", "save_hf_checkpoint", "merge_model", "resolve_spec", "pad_prompts", "rope_inv_freq",
     "segment_mask", "split_model", "token_logprobs",
 ]

@@ -32,6 +32,13 @@ def apply_hidden(graphdef, base, lora, input_ids, positions=None, attention_mask
     return model(input_ids, positions, attention_mask, use_lora=use_lora)
 
 
+def apply_hidden_cached(graphdef, base, lora, input_ids, positions, attention_mask, cache, index,
+                        use_lora: bool = True):
+    """``Llama.extend``: T new tokens against a KV cache -> (hidden [B,T,D] float32, cache)."""
+    model = nnx.merge(graphdef, base, lora)
+    return model.extend(input_ids, positions, attention_mask, cache, index, use_lora=use_lora)
+
+
 def apply_lm_head(graphdef, base, lora, hidden):
     """Logits [..., V] float32 from hidden states."""
     model = nnx.merge(graphdef, base, lora)

@@ -7,6 +7,9 @@ layers, ``x @ kernel``), ``layers.input_layernorm.scale`` [L, D], ``norm.scale``
 
 Frozen base weights are ``nnx.Param``; LoRA adapters are ``LoRAParam`` (a separate
 ``nnx.Variable`` type), so ``nnx.split(model, nnx.Param, LoRAParam)`` yields two pytrees.
+
+``Llama.extend`` runs new tokens against a ``KVCache`` (kv_cache.py) for decoding; it shares the
+layer scan with ``__call__``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from flax import nnx
 
 from .config import LlamaConfig, rope_inv_freq
+from .kv_cache import KVCache
 
 ALL_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -135,7 +139,10 @@ class Attention(nnx.Module):
         self.num_heads, self.num_kv, self.head_dim = H, K, hd
         self.dtype = config.dtype
 
-    def __call__(self, x, cos, sin, mask, use_lora):
+    def __call__(self, x, cos, sin, mask, use_lora, cache: KVCache | None = None, layer=None, index=None):
+        """x [B,T,D] -> (output [B,T,D], cache). mask [B,T,S] is True where query t may attend key
+        s. Without a cache the keys are the T tokens themselves (S = T); with one, the new keys
+        and values go to slots ``index .. index+T`` of ``layer`` and the keys are all S slots."""
         B, T, _ = x.shape
         H, K, hd = self.num_heads, self.num_kv, self.head_dim
         G = H // K
@@ -144,6 +151,9 @@ class Attention(nnx.Module):
         v = self.v_proj(x, use_lora).reshape(B, T, K, hd)
         q = apply_rope(q, cos, sin)
         k = apply_rope(k, cos, sin)
+        if cache is not None:
+            cache = cache.write(layer, index, k, v)
+            k, v = cache.layer(layer)
         q = q.reshape(B, T, K, G, hd)
         scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
         scores = scores * (1.0 / math.sqrt(hd))
@@ -152,7 +162,7 @@ class Attention(nnx.Module):
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         out = jnp.einsum("bkgts,bskd->btkgd", probs, v, preferred_element_type=jnp.float32)
         out = out.astype(self.dtype).reshape(B, T, H * hd)
-        return self.o_proj(out, use_lora)
+        return self.o_proj(out, use_lora), cache
 
 
 class MLP(nnx.Module):
@@ -180,12 +190,13 @@ class DecoderLayers(nnx.Module):
         self.post_attention_layernorm = RMSNorm((L, D), eps=config.rms_norm_eps, config=config)
         self.mlp = MLP(config, lora, rngs)
 
-    def layer(self, h, cos, sin, mask, use_lora):
-        """One layer's computation; call on a module merged with one layer's slice."""
-        a = self.self_attn(self.input_layernorm(h), cos, sin, mask, use_lora)
+    def layer(self, h, cos, sin, mask, use_lora, cache=None, layer=None, index=None):
+        """One layer's computation; call on a module merged with one layer's slice.
+        -> (h, cache); ``cache``, ``layer``, ``index`` as in ``Attention``."""
+        a, cache = self.self_attn(self.input_layernorm(h), cos, sin, mask, use_lora, cache, layer, index)
         h = h + a
         m = self.mlp(self.post_attention_layernorm(h), use_lora)
-        return h + m
+        return h + m, cache
 
 
 class Embed(nnx.Module):
@@ -248,19 +259,42 @@ class Llama(nnx.Module):
             attention_mask = causal_mask(attention_mask)
         if attention_mask.shape != (B, T, T):
             raise ValueError(f"attention_mask must be [B,T,T]=({B},{T},{T}) or [B,T], got {attention_mask.shape}")
+        h, _ = self._decoder(input_ids, positions, attention_mask, use_lora)
+        return h
+
+    def extend(self, input_ids, positions, attention_mask, cache: KVCache, index, use_lora: bool = True):
+        """Run T new tokens against a KV cache, for decoding.
+
+        input_ids, positions int [B,T]; the tokens' keys and values are written to cache slots
+        ``index .. index+T`` (a traced int is fine); attention_mask bool [B,T,S] over all S
+        cache slots, True where a new token may attend a slot (itself included), so the caller
+        decides which slots hold a row's earlier tokens. Returns (hidden state after the final
+        RMSNorm [B,T,D] float32, updated cache)."""
+        input_ids = jnp.asarray(input_ids)
+        B, T = input_ids.shape
+        attention_mask = jnp.asarray(attention_mask, bool)
+        if attention_mask.shape != (B, T, cache.slots):
+            raise ValueError(f"attention_mask must be [B,T,S]=({B},{T},{cache.slots}), got {attention_mask.shape}")
+        return self._decoder(input_ids, jnp.asarray(positions), attention_mask, use_lora, cache, index)
+
+    def _decoder(self, input_ids, positions, attention_mask, use_lora, cache=None, index=None):
+        """Embedding, the scanned decoder layers and the final norm -> (hidden f32, cache)."""
         cos, sin = rope_cos_sin(self.config, positions)
         h = self.embed_tokens(input_ids)
 
         graphdef, state = nnx.split(self.layers)
 
-        def body(carry, layer_state):
+        def body(carry, xs):
+            h, cache = carry
+            layer_state, i = xs
             layer = nnx.merge(graphdef, layer_state)
-            return layer.layer(carry, cos, sin, attention_mask, use_lora), None
+            return layer.layer(h, cos, sin, attention_mask, use_lora, cache, i, index), None
 
         if self.config.remat:
             body = jax.checkpoint(body)
-        h, _ = jax.lax.scan(body, h, state)
-        return self.norm(h).astype(jnp.float32)
+        layer_index = jnp.arange(self.config.num_hidden_layers, dtype=jnp.int32)
+        (h, cache), _ = jax.lax.scan(body, (h, cache), (state, layer_index))
+        return self.norm(h).astype(jnp.float32), cache
 
     def lm_head(self, hidden):
         """Logits [..., V] in float32 (tied to the embedding or a separate head)."""

@@ -1,0 +1,167 @@
+"""Batched text generation with the LLaMA: greedy or temperature/top-p sampling, stopping at EOS.
+
+    ids, lens = pad_prompts([tok(p)["input_ids"] for p in prompts], pad_id=tok.pad_token_id)
+    out = generate(graphdef, base, lora, ids, lens, max_new_tokens=100, eos_id=tok.eos_token_id,
+                   temperature=0.7, top_p=0.9, key=jax.random.key(0))
+    texts = [tok.decode(t[:n]) for t, n in zip(out.tokens, out.lengths)]
+
+The whole decode is one jitted call: a prefill of the prompts, then one token per step for the
+whole batch under ``lax.while_loop``, which ends when every row has produced an EOS or after
+``max_new_tokens`` tokens (static, so each (batch, prompt width, max_new_tokens) compiles once;
+callers bucket prompt widths to bound recompiles).
+
+Layout. Prompts come right-padded: row b's prompt is ``prompt_ids[b, :prompt_len[b]]``. Cache slots
+0..P-1 hold the prompts (a row's padding slots are masked out) and the token fed at step t goes to
+slot P + t - 1 in every row, so one ``dynamic_update_slice`` writes the batch. Positions are
+explicit per row (prompt token i at position i, the j-th generated token at prompt_len + j), so
+RoPE sees each row as if it were unpadded and a padded batch decodes the same tokens as the
+prompts one at a time.
+
+``use_cache=False`` runs the same loop recomputing the whole sequence at every step; it is the
+baseline the KV cache is measured against (benchmarks/test_generate.py), not a mode to use.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from .functional import apply_hidden, apply_hidden_cached, apply_lm_head
+from .kv_cache import KVCache
+
+
+class Generation(NamedTuple):
+    tokens: jax.Array  # int32 [B, max_new_tokens]: generated ids, pad_id after a row's EOS
+    lengths: jax.Array  # int32 [B]: tokens generated per row, its EOS included
+
+
+def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, width: int | None = None):
+    """Token id lists -> right-padded int32 ids [B, width] and lengths [B] (numpy).
+
+    ``width`` defaults to the longest prompt; a fixed width keeps one compiled ``generate``."""
+    lengths = np.array([len(p) for p in prompts], np.int32)
+    if lengths.size == 0 or lengths.min() < 1:
+        raise ValueError("every prompt needs at least one token")
+    width = int(lengths.max()) if width is None else int(width)
+    if lengths.max() > width:
+        raise ValueError(f"a prompt of {lengths.max()} tokens does not fit width {width}")
+    ids = np.full((len(prompts), width), pad_id, np.int32)
+    for row, p in zip(ids, prompts):
+        row[:len(p)] = p
+    return ids, lengths
+
+
+def generate(graphdef, base, lora, prompt_ids, prompt_len, *, max_new_tokens: int,
+             eos_id: int | Sequence[int] | None = None, pad_id: int | None = None,
+             temperature: float = 0.0, top_p: float = 1.0, key=None, use_lora: bool = True,
+             use_cache: bool = True) -> Generation:
+    """Continue each right-padded prompt by up to ``max_new_tokens`` tokens.
+
+    temperature 0 decodes greedily (argmax, as transformers' ``do_sample=False``); above 0 it
+    samples from softmax(logits / temperature) restricted to the top-p nucleus (the most likely
+    tokens whose probability mass before them is below ``top_p``, so the most likely one always
+    stays), drawing step t with ``fold_in(key, t)``: the same key gives the same tokens. A row
+    stops after its first token in ``eos_id`` (one id or several); the rest of its row is
+    ``pad_id`` (default: the first EOS id, else 0). use_lora: decode with the adapters in ``lora``.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if temperature > 0 and key is None:
+        raise ValueError("sampling (temperature > 0) needs a key")
+    eos_ids = np.zeros((0,), np.int32) if eos_id is None else np.atleast_1d(np.asarray(eos_id, np.int32))
+    if pad_id is None:
+        pad_id = int(eos_ids[0]) if eos_ids.size else 0
+    prompt_ids = jnp.asarray(prompt_ids, jnp.int32)
+    prompt_len = jnp.asarray(prompt_len, jnp.int32)
+    if prompt_ids.ndim != 2 or prompt_len.shape != prompt_ids.shape[:1]:
+        raise ValueError(f"prompt_ids must be [B,P] and prompt_len [B], got {prompt_ids.shape} and {prompt_len.shape}")
+    sample = temperature > 0
+    # only what fixes the program's shape or structure is static: sampling settings, EOS and pad
+    # ids are values, so changing them reuses the compiled decode
+    return _generate(graphdef, base, lora, prompt_ids, prompt_len, jnp.asarray(eos_ids), jnp.int32(pad_id),
+                     key if sample else None, jnp.float32(temperature), jnp.float32(top_p),
+                     max_new_tokens=int(max_new_tokens), sample=sample, use_lora=bool(use_lora),
+                     use_cache=bool(use_cache))
+
+
+def _pick(logits, key, temperature, top_p):
+    """Next token ids [B] from logits [B, V] (float32); greedy where ``key`` is None."""
+    if key is None:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits / temperature
+    ranked = -jnp.sort(-logits, axis=-1)  # descending
+    probs = jax.nn.softmax(ranked, axis=-1)
+    before = jnp.cumsum(probs, axis=-1) - probs  # mass of the strictly more likely tokens
+    kept = (before < top_p) | (top_p >= 1.0)  # top_p = 1 keeps all, whatever the rounding of cumsum
+    cutoff = jnp.min(jnp.where(kept, ranked, jnp.inf), axis=-1, keepdims=True)
+    logits = jnp.where(logits >= cutoff, logits, -jnp.inf)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("max_new_tokens", "sample", "use_lora", "use_cache"))
+def _generate(graphdef, base, lora, prompt_ids, prompt_len, eos_ids, pad_id, key, temperature, top_p, *,
+              max_new_tokens, sample, use_lora, use_cache):
+    config = nnx.merge(graphdef, base, lora).config
+    B, P = prompt_ids.shape
+    N = max_new_tokens
+    S = P + N - 1  # the last generated token is never fed back
+    slot = jnp.arange(S, dtype=jnp.int32)
+    prompt_held = slot[None, :] < prompt_len[:, None]  # [B, S]
+
+    def held_after(t):
+        """Slots holding a row's tokens once the token of step t is written (t = 0: the prompt)."""
+        return prompt_held | ((slot[None, :] >= P) & (slot[None, :] < P + t))
+
+    if use_cache:
+        def forward(state, ids, pos, index, held):
+            query = index + jnp.arange(ids.shape[1], dtype=jnp.int32)
+            mask = held[:, None, :] & (slot[None, None, :] <= query[None, :, None])
+            return apply_hidden_cached(graphdef, base, lora, ids, pos, mask, state, index, use_lora=use_lora)
+
+        state = KVCache.empty(config, B, S)
+    else:
+        def forward(state, ids, pos, index, held):
+            seq_ids = jax.lax.dynamic_update_slice(state[0], ids, (0, index))
+            seq_pos = jax.lax.dynamic_update_slice(state[1], pos, (0, index))
+            mask = held[:, None, :] & (slot[None, None, :] <= slot[None, :, None])
+            hidden = apply_hidden(graphdef, base, lora, seq_ids, seq_pos, mask, use_lora=use_lora)
+            return jax.lax.dynamic_slice_in_dim(hidden, index, ids.shape[1], axis=1), (seq_ids, seq_pos)
+
+        state = (jnp.zeros((B, S), jnp.int32), jnp.zeros((B, S), jnp.int32))
+
+    def next_token(hidden, t):
+        logits = apply_lm_head(graphdef, base, lora, hidden)
+        return _pick(logits, jax.random.fold_in(key, t) if sample else None, temperature, top_p)
+
+    def is_eos(tok):
+        return jnp.any(tok[:, None] == eos_ids[None, :], axis=-1)
+
+    positions = jnp.broadcast_to(jnp.arange(P, dtype=jnp.int32), (B, P))
+    hidden, state = forward(state, prompt_ids, positions, 0, held_after(0))
+    tok = next_token(hidden[jnp.arange(B), prompt_len - 1], 0)
+    tokens = jnp.full((B, N), pad_id, jnp.int32).at[:, 0].set(tok)
+    carry = (jnp.int32(1), tok, tokens, jnp.ones((B,), jnp.int32), is_eos(tok), state)
+
+    def cond(carry):
+        t, _, _, _, done, _ = carry
+        return (t < N) & ~jnp.all(done)
+
+    def body(carry):
+        t, tok, tokens, lengths, done, state = carry
+        index = P + t - 1
+        hidden, state = forward(state, tok[:, None], (prompt_len + t - 1)[:, None], index, held_after(t))
+        new = jnp.where(done, pad_id, next_token(hidden[:, 0], t))
+        tokens = jax.lax.dynamic_update_slice(tokens, new[:, None], (0, t))
+        return t + 1, new, tokens, lengths + (~done).astype(jnp.int32), done | is_eos(new), state
+
+    _, _, tokens, lengths, _, _ = jax.lax.while_loop(cond, body, carry)
+    return Generation(tokens, lengths)

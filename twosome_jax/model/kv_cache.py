@@ -1,0 +1,48 @@
+"""The key/value cache of the LLaMA's attention, for decoding one token at a time.
+
+One array per kind, stacked over layers like the weights: ``k`` and ``v`` are
+[L, B, S, kv_heads, head_dim] with S cache slots per row. A forward pass over T new tokens
+(``Llama.extend``) writes their keys and values into slots ``index .. index+T`` of every layer and
+attends over all S slots, so what a query may see is the caller's mask over slots. Slots are not
+positions: RoPE is applied before a key is stored, with the positions the caller gives, so a
+row's tokens may sit anywhere in the cache (a padded prompt leaves masked gaps) without changing
+the result. Only the new tokens are written (``dynamic_update_slice`` on the whole stacked array),
+so inside a loop XLA updates the cache in place instead of copying it per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from .config import LlamaConfig
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class KVCache:
+    k: jax.Array  # [L, B, S, K, hd], keys after RoPE
+    v: jax.Array  # [L, B, S, K, hd]
+
+    @classmethod
+    def empty(cls, config: LlamaConfig, batch: int, slots: int) -> "KVCache":
+        """A zeroed cache in the model's compute dtype (bfloat16 on accelerators)."""
+        shape = (config.num_hidden_layers, batch, slots, config.num_key_value_heads, config.head_dim)
+        return cls(jnp.zeros(shape, config.dtype), jnp.zeros(shape, config.dtype))
+
+    @property
+    def slots(self) -> int:
+        return self.k.shape[2]
+
+    def write(self, layer, index, k, v) -> "KVCache":
+        """Store ``k``, ``v`` [B, T, K, hd] of ``layer`` in slots ``index .. index+T``."""
+        zero = jnp.zeros((), jnp.int32)
+        at = (jnp.asarray(layer, jnp.int32), zero, jnp.asarray(index, jnp.int32), zero, zero)
+        return KVCache(jax.lax.dynamic_update_slice(self.k, k[None].astype(self.k.dtype), at),
+                       jax.lax.dynamic_update_slice(self.v, v[None].astype(self.v.dtype), at))
+
+    def layer(self, layer):
+        """(k, v) of one layer, each [B, S, K, hd]."""
+        return self.k[layer], self.v[layer]
