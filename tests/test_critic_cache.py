@@ -64,7 +64,7 @@ def test_evaluation_table_gives_the_episodes_of_step_by_step_scoring():
     and the table is only built where it is the cheaper way (few reachable observations)."""
     from twosome_jax.config import TrainConfig
     from twosome_jax.run import build
-    from twosome_jax.trainer import evaluate, evaluation_table
+    from twosome_jax.evaluation import evaluation_table, run_episodes
 
     setup = build(TrainConfig(model="tiny-random", task="tomato_salad"))
     actor = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.PRNGKey(1), x.shape, x.dtype),
@@ -72,7 +72,7 @@ def test_evaluation_table_gives_the_episodes_of_step_by_step_scoring():
     assert evaluation_table(setup.agent, setup.frozen, actor, episodes=1) is not None  # 22 <= 32
     table = evaluation_table(setup.agent, setup.frozen, actor, episodes=8)
     for greedy, n in ((True, 1), (False, 8)):
-        run = jax.jit(lambda t, greedy=greedy, n=n: evaluate(setup.agent, setup.env, setup.env_params, setup.frozen,
+        run = jax.jit(lambda t, greedy=greedy, n=n: run_episodes(setup.agent, setup.env, setup.env_params, setup.frozen,
                                                              actor, jax.random.PRNGKey(3), episodes=n,
                                                              greedy=greedy, table=t))
         with_table, step_by_step = run(table), run(None)

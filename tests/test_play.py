@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from envs_jax.overcooked.layout import TASK_NAMES
+from envs_jax.registry import TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_KEYS = ["obs", "prompt", "actions", "action", "reward", "done", "macro_action_steps", "prims"]
@@ -58,7 +58,7 @@ def test_episode_stops_at_done_and_interactive_mode():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--task", "pizza"], "unknown task 'pizza'; valid tasks: " + ", ".join(TASK_NAMES)),
+        (["--task", "sushi"], "unknown task 'sushi'; valid tasks: " + ", ".join(TASK_NAMES)),
         (["--actions", "0", "5"], "action 5 out of range; valid actions: 0-4 (0 pick up the tomato"),
         (["--task", "onion_salad", "--actions", "-1"], "action -1 out of range; valid actions: 0-7"),
         (["--actions", "x"], "action 'x' is not an integer; valid actions: 0-4"),

@@ -162,6 +162,10 @@ class MLPAgent:
     num_actions: int
     hidden: tuple[int, ...] = (64, 64)
     learns_policy: bool = True
+    # the environment's offered actions, bool [N, num_actions] (envs_jax.interface): the policy
+    # chooses among the same actions as the LLM agents (the paper's VirtualHome PPO is masked)
+    valid_actions: Any = None
+
 
     def init(self, key):
         k_actor, k_critic = jax.random.split(key)
@@ -170,7 +174,8 @@ class MLPAgent:
         return actor, critic
 
     def policy_logits(self, frozen, actor, obs):
-        return apply_mlp(actor, obs.astype(jnp.float32), jnp.tanh)
+        logits = apply_mlp(actor, obs.astype(jnp.float32), jnp.tanh)
+        return logits if self.valid_actions is None else jnp.where(self.valid_actions(obs), logits, -jnp.inf)
 
     def critic_input(self, frozen, actor, obs):
         return obs.astype(jnp.float32)

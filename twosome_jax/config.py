@@ -26,17 +26,10 @@ from typing import Any
 
 import yaml
 
-# Same as envs_jax.overcooked.layout.TASK_NAMES (a test keeps them equal); repeated here so
-# that validating a config does not import JAX.
-TASKS = (
-    "tomato_salad",
-    "lettuce_tomato_salad",
-    "lettuce_salad",
-    "onion_salad",
-    "onion_tomato_salad",
-    "lettuce_onion_salad",
-    "lettuce_onion_tomato_salad",
-)
+from envs_jax.registry import TASK_NAMES
+
+# The environment registry imports neither JAX nor any environment, so validating a config does not.
+TASKS = TASK_NAMES
 AGENTS = ("twosome", "ppo-mlp", "saycan")
 NORMALIZATIONS = ("sum", "token", "word")
 SCORINGS = ("packed", "naive")
@@ -64,20 +57,20 @@ class TrainConfig:
     """Everything a training run depends on. Defaults: the reference's tomato-salad settings."""
 
     # what to train
-    task: str = _f("tomato_salad", "Overcooked recipe: " + "|".join(TASKS))
+    task: str = _f("tomato_salad", "task (envs_jax.registry): " + "|".join(TASKS))
     model: str = _f("smollm2-135m-instruct", "model spec: built-in name, HF directory or .gguf path")
     agent: str = _f("twosome", "twosome (LLM + LoRA policy) | ppo-mlp (baseline) | saycan (frozen LLM)")
     seed: int = _f(1, "random seed")
     num_seeds: int = _f(1, "independent runs trained at once (vmap over the train state)")
     # rollout
-    total_timesteps: int = _f(500_000, "macro steps summed over envs; iterations = this // batch")
+    total_timesteps: int = _f(500_000, "env steps (decisions) summed over envs; iterations = this // batch")
     num_envs: int = _f(4, "parallel environments")
-    num_steps: int = _f(32, "macro steps per environment per iteration")
+    num_steps: int = _f(32, "env steps (decisions) per environment per iteration")
     # PPO
     policy_learning_rate: float = _f(5e-7, "AdamW learning rate of the LoRA adapters")
     value_learning_rate: float = _f(1e-5, "Adam learning rate of the critic head")
     anneal_lr: bool = _f(True, "anneal both learning rates linearly to 0")
-    gamma: float = _f(0.99, "discount per primitive step (a macro step discounts by gamma**steps)")
+    gamma: float = _f(0.99, "discount per time step (a decision of k steps, e.g. an Overcooked macro, discounts by gamma**k)")
     gae_lambda: float = _f(0.95, "GAE lambda (not raised to the macro step count)")
     policy_num_minibatches: int = _f(32, "policy minibatches per epoch")
     value_num_minibatches: int = _f(4, "value minibatches per epoch")
@@ -350,6 +343,7 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
 
 # dedicated flags: (flag, config key, metavar)
 _FLAGS = (
+    ("--task", "task", "NAME"),
     ("--model", "model", "SPEC"),
     ("--seed", "seed", "N"),
     ("--total-timesteps", "total_timesteps", "N"),

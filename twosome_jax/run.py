@@ -42,13 +42,6 @@ class Setup:
     tokenizer: Any = None
 
 
-def make_env(task: str):
-    from envs_jax.overcooked.env import Overcooked
-
-    env = Overcooked(task)
-    return env, env.default_params
-
-
 def compute_dtype(cfg: TrainConfig):
     if cfg.dtype == "auto":
         return None  # the model's default policy: float32 on CPU, bfloat16 on accelerators
@@ -61,30 +54,28 @@ def build(cfg: TrainConfig, *, task: str | None = None) -> Setup:
 
     from twosome_jax.agents import LLMAgent, MLPAgent
 
-    env, env_params = make_env(task or cfg.task)
+    import envs_jax
+
+    env, env_params = envs_jax.make(task or cfg.task)
     if cfg.agent == "ppo-mlp":
-        agent = MLPAgent(obs_dim=env.obs_dim, num_actions=env.num_actions, hidden=tuple(cfg.mlp_hidden))
+        agent = MLPAgent(obs_dim=env.obs_dim, num_actions=env.num_actions, hidden=tuple(cfg.mlp_hidden),
+                         valid_actions=env.valid_actions)
         return Setup(cfg, env, env_params, agent, frozen={})
 
-    from envs_jax.overcooked.text import TextTable
     from twosome_jax.model import LoRAConfig, load_model, split_model
 
     lora_config = LoRAConfig(rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=tuple(cfg.lora_targets))
     model_config, model, tokenizer = load_model(cfg.model, dtype=compute_dtype(cfg), lora=lora_config,
                                                 seed=cfg.seed, remat=cfg.remat)
     graphdef, base, lora = split_model(model)
-    from envs_jax.overcooked.reachable import enumerate_reachable
-    from twosome_jax.scoring import max_action_tokens
-
-    table = TextTable.build(env.task, tokenizer)
-    reachable = enumerate_reachable(env.task)["obs"]
+    table = env.text_table(tokenizer)
     agent = LLMAgent(graphdef=graphdef, lora_template=nnx.to_pure_dict(lora), text_table=table,
                      feature_dim=model_config.hidden_size, critic_hidden=tuple(cfg.critic_hidden),
                      implementation=cfg.scoring, normalization=cfg.normalization,
-                     learns_policy=cfg.agent == "twosome",
-                     action_tokens_max=max_action_tokens(table.tokenize(reachable)))
+                     learns_policy=cfg.agent == "twosome", action_tokens_max=table.action_tokens_max)
     frozen = {"base": nnx.to_pure_dict(base)}
-    if cfg.critic_feature_cache:
+    reachable = env.reachable_observations()
+    if cfg.critic_feature_cache and reachable is not None:
         frozen.update(agent.feature_cache(frozen["base"], reachable))
     return Setup(cfg, env, env_params, agent, frozen=frozen, model_config=model_config,
                  lora_config=lora_config, tokenizer=tokenizer)

@@ -38,8 +38,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-
+from envs_jax.text import encode_descriptions, max_action_tokens
 from twosome_jax.model.functional import apply_hidden, apply_lm_head
 
 IMPLEMENTATIONS = ("packed", "naive")
@@ -63,16 +62,6 @@ def _static_action_tokens_max(tokens, action_tokens_max):
         return max(max_action_tokens(tokens), 1)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return A * L  # traced (inside jit): the padded bound, always safe
-
-
-def max_action_tokens(tokens) -> int:
-    """Host-side: the largest total of real action tokens of one observation in ``tokens``.
-
-    Pass it (computed once over every observation an environment can produce, e.g. its
-    reachable set) as ``action_tokens_max`` so that jitted ``packed`` scoring packs tightly.
-    """
-    alen = np.where(np.asarray(tokens.action_mask), np.asarray(tokens.action_len), 0)
-    return int(alen.sum(-1).max()) if alen.size else 0
 
 
 def _packed_layout(tokens, S):
@@ -215,47 +204,11 @@ def critic_features(graphdef, base, lora, tokens):
     return jnp.take_along_axis(hidden, (plen - 1)[:, None, None], axis=1)[:, 0]
 
 
-def encode_texts(tokenizer, prompts, actions, *, prompt_pad: int | None = None,
-                 action_pad: int | None = None, pad_multiple: int = 8):
-    """Host-side token tables for arbitrary prompt/action texts (same fields as TextTokens).
-
-    Action tokens are the tokens of ``prompt + " " + action`` beyond the prompt's own tokens;
-    a tokenizer for which the prompt's tokens are not a prefix of the joined text's tokens is
-    rejected, because then no split into "prompt" and "action" tokens exists.
-    """
-    from types import SimpleNamespace
-
-    rows = []
-    for prompt, acts in zip(prompts, actions, strict=True):
-        p = tokenizer(prompt)["input_ids"]
-        a = []
-        for act in acts:
-            full = tokenizer(prompt + " " + act)["input_ids"]
-            if full[: len(p)] != p:
-                raise ValueError(
-                    f"the tokens of the prompt are not a prefix of the tokens of prompt + ' ' + "
-                    f"action for action {act!r}; this tokenizer cannot score it")
-            if len(full) == len(p):
-                raise ValueError(f"action {act!r} adds no tokens to the prompt")
-            a.append(full[len(p):])
-        rows.append((p, a, [len(act.split()) for act in acts]))
-    round_up = lambda n: -(-n // pad_multiple) * pad_multiple
-    P = prompt_pad or round_up(max(len(p) for p, _, _ in rows))
-    L = action_pad or round_up(max(len(t) for _, a, _ in rows for t in a))
-    A = max(len(a) for _, a, _ in rows)
-    N = len(rows)
-    out = SimpleNamespace(
-        prompt_ids=np.zeros((N, P), np.int32), prompt_len=np.zeros((N,), np.int32),
-        action_ids=np.zeros((N, A, L), np.int32), action_len=np.zeros((N, A), np.int32),
-        action_words=np.zeros((N, A), np.int32), action_mask=np.zeros((N, A), bool))
-    for n, (p, a, w) in enumerate(rows):
-        if len(p) > P or any(len(t) > L for t in a):
-            raise ValueError(f"text longer than the padding ({P} prompt / {L} action tokens)")
-        out.prompt_ids[n, : len(p)] = p
-        out.prompt_len[n] = len(p)
-        for k, t in enumerate(a):
-            out.action_ids[n, k, : len(t)] = t
-            out.action_len[n, k] = len(t)
-            out.action_words[n, k] = w[k]
-            out.action_mask[n, k] = True
-    return out
+def encode_texts(tokenizer, prompts, actions, *, prompt_pad: int | None = None, action_pad: int | None = None):
+    """Host-side token tables (numpy :class:`~envs_jax.text.TextTokens`) for arbitrary prompt and
+    action texts; action ``k`` of a prompt goes to slot ``k``, and rows with fewer actions are
+    masked. The split into prompt and action tokens is the environments' own
+    (:func:`envs_jax.text.action_tokens`)."""
+    actions = [list(a) for a in actions]
+    return encode_descriptions(tokenizer, [(p, a, range(len(a))) for p, a in zip(prompts, actions, strict=True)],
+                               max(len(a) for a in actions), prompt_pad=prompt_pad, action_pad=action_pad)

@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-DESCRIPTION = """Train an LLM policy (TWOSOME) or a baseline with PPO on an Overcooked task.
+DESCRIPTION = """Train an LLM policy (TWOSOME) or a baseline with PPO on any registered task.
 With no arguments: tomato salad with SmolLM2-135M-Instruct and the reference's settings."""
 
 
@@ -21,19 +21,20 @@ With no arguments: tomato salad with SmolLM2-135M-Instruct and the reference's s
 HF_NAMES = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
+# metrics.jsonl keys of the periodic evaluation <- keys of evaluation.evaluate_policy
+EVAL_METRICS = {"eval_success_greedy": "success_rate_greedy", "eval_return_greedy": "return_greedy",
+                "eval_success_sampled": "success_rate_sampled", "eval_return_sampled": "return_sampled"}
+
+
 def _eval_fn(setup, episodes: int):
-    """Per seed: (greedy success, greedy return) of one episode (the greedy policy and the
-    environment are deterministic) and (sampled success, sampled return) over ``episodes``."""
+    """Per seed: :func:`~twosome_jax.evaluation.evaluate_policy` of the current adapters."""
     import jax
 
-    from twosome_jax.trainer import evaluate, evaluation_table
+    from twosome_jax.evaluation import evaluate_policy
 
     def one(actor, key):
-        table = evaluation_table(setup.agent, setup.frozen, actor, episodes)  # shared by both
-        run = lambda n, greedy: evaluate(setup.agent, setup.env, setup.env_params, setup.frozen, actor, key,
-                                         episodes=n, greedy=greedy, table=table)
-        greedy, sampled = run(1, True), run(episodes, False)
-        return greedy["success"].mean(), greedy["returns"].mean(), sampled["success"].mean(), sampled["returns"].mean()
+        out = evaluate_policy(setup.agent, setup.env, setup.env_params, setup.frozen, actor, key, episodes=episodes)
+        return {k: out[v] for k, v in EVAL_METRICS.items()}
 
     return jax.jit(jax.vmap(one))
 
@@ -86,8 +87,7 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
             done = it + 1
             if evaluation is not None and (done % cfg.eval_every == 0 or done == trainer.num_updates):
                 eval_keys = jax.random.split(jax.random.PRNGKey(cfg.seed + 10_000 + done), cfg.num_seeds)
-                (metrics["eval_success_greedy"], metrics["eval_return_greedy"], metrics["eval_success_sampled"],
-                 metrics["eval_return_sampled"]) = jax.device_get(evaluation(state.actor, eval_keys))
+                metrics.update(jax.device_get(evaluation(state.actor, eval_keys)))
             env_steps = int(np.asarray(metrics.pop("env_steps")).reshape(-1)[0])
             metrics.pop("iteration")
             logger.log(done, env_steps, metrics)
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.resume:
-            given = [k for k in ("config", "model", "seed", "total_timesteps", "run_dir", "agent", "num_seeds")
+            given = [k for k in ("config", "task", "model", "seed", "total_timesteps", "run_dir", "agent", "num_seeds")
                      if getattr(args, k, None) is not None] + (["set"] if args.overrides else [])
             if given:
                 parser.error(f"--resume takes its settings from RUN_DIR/config.yaml; drop {', '.join(given)}")

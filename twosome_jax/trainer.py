@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from envs_jax.interface import EPISODE_INFO_KEYS
 from twosome_jax.agents import lookup_features
 from twosome_jax.ppo import PPOHyper, Transition, gae, make_optimizer, ppo_update, set_learning_rate
 
@@ -169,8 +170,7 @@ class Trainer:
             transition = Transition(obs=obs, action=action, logp=logp, value=value,
                                     reward=reward.astype(jnp.float32), done=done,
                                     macro_steps=info["macro_action_steps"], critic_input=critic_input)
-            episode = {k: info[k] for k in ("returned_episode", "returned_episode_returns", "success",
-                                             "returned_episode_lengths")}
+            episode = {k: info[k] for k in EPISODE_INFO_KEYS if k != "macro_action_steps"}
             return (env_state, next_obs, next_done, rng), (transition, episode)
 
         carry = (state.env_state, state.obs, state.done, state.rng)
@@ -215,59 +215,3 @@ class Trainer:
             mean_macro_reward=traj.reward.mean(), value_mean=traj.value.mean(),
             policy_learning_rate=self.policy_learning_rate * frac)
         return state, metrics
-
-
-# Macro steps an evaluation episode is assumed to take when choosing between scoring step by step
-# and scoring the reachable set once (a trained tomato-salad policy takes 28, an untrained one
-# runs to the limit of 200 primitive steps).
-EVAL_STEPS_PER_EPISODE = 32
-
-
-def evaluation_table(agent, frozen, actor, episodes: int):
-    """The policy's logits on every reachable observation, or None where scoring step by step is
-    cheaper (:func:`table_size` for ``episodes`` episodes of ``EVAL_STEPS_PER_EPISODE`` macro
-    steps: tomato salad's 22 observations make a table even for one greedy episode,
-    lettuce-tomato salad's 806 only for 26 episodes or more). Compute it once and pass it to
-    every :func:`evaluate` of the same adapters."""
-    if not table_size(frozen, episodes * EVAL_STEPS_PER_EPISODE):
-        return None
-    return agent.policy_logits(frozen, actor, frozen["cache_obs"])
-
-
-def evaluate(agent, env, env_params, frozen, actor, key, *, episodes: int, greedy: bool, table=None,
-             max_macro_steps: int = 256):
-    """Run ``episodes`` episodes from reset in parallel; returns per-episode success and return.
-
-    ``table``: the policy's logits on ``frozen["cache_obs"]`` (:func:`evaluation_table`), looked
-    up instead of scoring each step; None scores step by step. The loop stops as soon as every
-    episode has ended (a trained policy finishes in a few macro steps), and at
-    ``max_macro_steps`` at the latest (a macro takes at least one primitive step and episodes
-    end after at most 210 primitive steps, so 256 is never hit).
-    """
-    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, episodes), env_params)
-
-    def cond(carry):
-        t, _, _, _, finished, _, _, _ = carry
-        return (t < max_macro_steps) & ~jnp.all(finished)
-
-    def body(carry):
-        t, env_state, obs, rng, finished, success, ret, length = carry
-        rng, k_act = jax.random.split(rng)
-        if table is None:
-            logits = agent.policy_logits(frozen, actor, obs)
-        else:
-            logits = lookup_features(frozen["cache_obs"], table, obs)
-        action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(k_act, logits)
-        obs, env_state, _, done, info = jax.vmap(env.step_env, in_axes=(None, 0, 0, None))(
-            k_act, env_state, action.astype(jnp.int32), env_params)
-        new = done & ~finished
-        success = jnp.where(new, info["success"], success)
-        ret = jnp.where(new, info["returned_episode_returns"], ret)
-        length = jnp.where(new, info["returned_episode_lengths"], length)
-        return t + 1, env_state, obs, rng, finished | done, success, ret, length
-
-    zeros = jnp.zeros((episodes,))
-    init = (jnp.int32(0), env_state, obs, key, jnp.zeros((episodes,), bool), zeros.astype(bool), zeros,
-            zeros.astype(jnp.int32))
-    _, _, _, _, finished, success, ret, length = jax.lax.while_loop(cond, body, init)
-    return dict(finished=finished, success=success, returns=ret, lengths=length)

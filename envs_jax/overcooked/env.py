@@ -6,12 +6,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from gymnax.environments import environment, spaces
 
+from ..interface import Description
 from . import constants as C
 from . import game
 from .game import EnvParams, EnvState
 from .layout import Task, get_task
+from .reachable import enumerate_reachable
+from .text import TextTable, describe_actions
 
 __all__ = ["Overcooked", "EnvState", "EnvParams"]
 
@@ -127,9 +131,37 @@ class Overcooked(environment.Environment[EnvState, EnvParams]):
     def obs_dim(self) -> int:
         return self.layout.obs_dim
 
+    # environment interface (envs_jax.interface) ---------------------------------------------
+    deterministic = True  # no randomness anywhere: every greedy episode is the same
+    # a macro takes at least one primitive step and episodes end after at most 210 of them
+    max_episode_steps = C.MAX_PRIMITIVE_STEPS + C.MAX_MACRO_PRIMS
+
     @property
-    def macro_names(self) -> tuple[str, ...]:
+    def task_name(self) -> str:
+        return self.task.name
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
         return self.layout.macro_names
+
+    def describe(self, obs) -> Description:
+        return describe_actions(np.asarray(obs), self.task)
+
+    def valid_actions(self, obs: jax.Array) -> jax.Array:
+        """Every macro action is always offered."""
+        return jnp.ones(jnp.shape(obs)[:-1] + (self.num_actions,), jnp.bool_)
+
+    def text_table(self, tokenizer) -> TextTable:
+        return TextTable.build(self.task, tokenizer)
+
+    def reachable_observations(self) -> np.ndarray:
+        return enumerate_reachable(self.task)["obs"]
+
+    def trace_fields(self, info: dict) -> dict:
+        """``macro_action_steps`` and the primitive moves as a digit string (0 right, 1 down,
+        2 left, 3 up, 4 stay), as in the reference traces."""
+        k = int(info["macro_action_steps"])
+        return {"macro_action_steps": k, "prims": "".join(str(int(p)) for p in np.asarray(info["prims"])[:k])}
 
     def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
         return spaces.Discrete(self.num_actions)

@@ -476,7 +476,7 @@ def prim_step(task: Task, params: EnvParams, state: EnvState, a: jax.Array):
         plate_held=plate_held,
         time=time,
         ep_return=state.ep_return + state.ep_discount * r,
-        ep_discount=state.ep_discount * jnp.float32(C.MACRO_DISCOUNT),
+        ep_discount=state.ep_discount * jnp.float32(params.macro_discount),
         success=state.success | good,
     )
     return _update_memory(task, state), r, done, good

@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 
+from ..registry import FAMILIES
 from . import constants as C
 
 
@@ -122,29 +123,15 @@ class Task:
         # The reference tests `food_name in recipe_string` (a substring test).
         return tuple(f in self.recipe for f in self.layout.foods)
 
-    @property
-    def is_reference(self) -> bool:
-        """True for the two tasks of the paper (task 0 and task 3)."""
-        return self.name in ("tomato_salad", "lettuce_tomato_salad")
-
-
-def _camel(name: str) -> str:
-    return "".join(p.capitalize() for p in name.split("_"))
-
 
 def _make_tasks() -> dict[str, Task]:
-    tasks = {"tomato_salad": Task("tomato_salad", "Overcooked-TomatoSalad-v0", TASK0_LAYOUT, 0)}
-    # The task-3 layout with every recipe that fits it (all foods exist there).
-    for name in (
-        "lettuce_tomato_salad",
-        "lettuce_salad",
-        "onion_salad",
-        "onion_tomato_salad",
-        "lettuce_onion_salad",
-        "lettuce_onion_tomato_salad",
-    ):
+    """The registry's Overcooked tasks: tomato salad on the task-0 layout, every other recipe on
+    the task-3 layout (all foods exist there); the recipe is read off the task name."""
+    tasks = {}
+    for name, env_id in FAMILIES["overcooked"].tasks.items():
+        layout = TASK0_LAYOUT if name == "tomato_salad" else TASK3_LAYOUT
         recipe = name.replace("_salad", " salad").replace("_", "-")
-        tasks[name] = Task(name, f"Overcooked-{_camel(name)}-v0", TASK3_LAYOUT, C.RECIPES.index(recipe))
+        tasks[name] = Task(name, env_id, layout, C.RECIPES.index(recipe))
     return tasks
 
 

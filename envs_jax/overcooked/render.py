@@ -1,4 +1,4 @@
-"""Renderer: an Overcooked state -> RGB image (glyphs drawn with PIL), an episode -> GIF.
+"""Renderer: an Overcooked state -> RGB image (glyphs drawn with PIL); ``envs_jax.gif`` makes GIFs.
 
 Nothing is fetched: every glyph is drawn from primitives, text uses PIL's built-in font.
 Legend: brown = counter, beige = floor, wooden board with a blade = cutting board (K),
@@ -126,31 +126,3 @@ def render(state: EnvState, task: Task | str = "tomato_salad", caption: str = ""
     if caption:
         d.text((4, n * CELL + 20), caption[:60], fill=_COLORS["text"], font=font)
     return np.asarray(img, dtype=np.uint8)
-
-
-def save_gif(frames: Sequence[np.ndarray], path: str, fps: float = 2.0) -> None:
-    """Write RGB frames as an animated GIF (the last frame held a little longer)."""
-    images = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
-    if not images:
-        raise ValueError("no frames to write")
-    durations = [int(1000 / fps)] * len(images)
-    durations[-1] *= 3
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
-
-
-def render_episode(task: Task | str, actions: Sequence[int]) -> list[np.ndarray]:
-    """Frames of an episode played from reset with the given macro actions (stops at done)."""
-    from .env import Overcooked
-
-    env = Overcooked(task)
-    params = env.default_params
-    key = jax.random.PRNGKey(0)
-    _, state = env.reset_env(key, params)
-    frames = [render(state, env.task, "reset")]
-    step = jax.jit(env.step_env)
-    for a in actions:
-        _, state, r, done, _ = step(key, state, int(a), params)
-        frames.append(render(state, env.task, f"{env.macro_names[int(a)]}  r={float(r):+.4f}"))
-        if bool(done):
-            break
-    return frames

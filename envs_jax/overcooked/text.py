@@ -43,6 +43,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ..interface import Description
+from ..text import (TextTableError, TextTokens, action_tokens, max_action_tokens, round_up,
+                    token_ids, verify_text_table)
 from .layout import Task, get_task
 
 # --------------------------------------------------------------------------------------------
@@ -52,10 +55,6 @@ _NAMES = {"tomato": "a tomato", "lettuce": "a lettuce", "onion": "an onion", "bo
 _BOWL = "bowl"
 # "Spawn" positions of obs->text (fixed by the reference; same for both layouts)
 _SPAWN = {"tomato": (0, 5), "lettuce": (1, 6), "onion": (2, 6), "bowl": (6, 5)}
-
-
-class TextTableError(RuntimeError):
-    """The tokenizer breaks an assumption of the compiled text tables."""
 
 
 def _cap(s: str) -> str:
@@ -286,6 +285,13 @@ def describe(obs: Sequence[int], task: Task | str = "tomato_salad") -> tuple[str
     return prompt, actions
 
 
+def describe_actions(obs: Sequence[int], task: Task | str = "tomato_salad") -> Description:
+    """:func:`describe` as the environment interface's :class:`~envs_jax.interface.Description`:
+    every macro action is offered, action ``i`` is macro ``i``."""
+    prompt, actions = describe(obs, task)
+    return Description(prompt, actions, list(range(len(actions))))
+
+
 # --------------------------------------------------------------------------------------------
 # features (JAX): the same rules as `features` / `action_variant_ids`
 # --------------------------------------------------------------------------------------------
@@ -345,26 +351,6 @@ def features_jnp(obs: jax.Array, task: Task | str) -> dict[str, jax.Array]:
 # compiled text
 # --------------------------------------------------------------------------------------------
 @struct.dataclass
-class TextTokens:
-    """Token ids of a batch of prompts and their actions (right padded with 0)."""
-
-    prompt_ids: jax.Array  # int32[N, P]
-    prompt_len: jax.Array  # int32[N]
-    action_ids: jax.Array  # int32[N, A, L] tokens of " " + action after the prompt
-    action_len: jax.Array  # int32[N, A]
-    action_words: jax.Array  # int32[N, A] whitespace word count of the action string
-    action_mask: jax.Array  # bool[N, A] (all True for Overcooked)
-
-
-def _round8(x: int) -> int:
-    return max(8, -(-x // 8) * 8)
-
-
-def _ids(tokenizer, text: str) -> list[int]:
-    return list(tokenizer(text)["input_ids"])
-
-
-@struct.dataclass
 class TextTable:
     """Token tables for one task and one tokenizer; see the module docstring."""
 
@@ -385,6 +371,8 @@ class TextTable:
     num_actions: int = struct.field(pytree_node=False)
     fragments: tuple[str, ...] = struct.field(pytree_node=False)
     action_strings: tuple[str, ...] = struct.field(pytree_node=False)
+    # the most real action tokens of any observation the table was built for (static)
+    action_tokens_max: int = struct.field(pytree_node=False)
 
     # ---- build -----------------------------------------------------------------------------
     @classmethod
@@ -440,7 +428,7 @@ class TextTable:
                         hand_frag.append(fid(sp.hand_sentence(0, m, ch)))
 
         # fragment tokens, taken in context after the opening sentence
-        open_ids = _ids(tokenizer, sp.opening)
+        open_ids = token_ids(tokenizer, sp.opening)
         frag_tok: list[list[int]] = []
         for s in frags:
             if s == "":
@@ -448,7 +436,7 @@ class TextTable:
             elif s == sp.opening:
                 frag_tok.append(open_ids)
             else:
-                full = _ids(tokenizer, sp.opening + " " + s)
+                full = token_ids(tokenizer, sp.opening + " " + s)
                 if full[: len(open_ids)] != open_ids:
                     raise TextTableError(
                         f"tokenizer merges across a sentence boundary: tokens of {sp.opening!r} "
@@ -464,14 +452,8 @@ class TextTable:
                 if a not in vocab:
                     vocab.append(a)
         ref_prompt, _ = describe(observations[0], task)
-        ref_ids = _ids(tokenizer, ref_prompt)
-        act_tok = []
-        for a in vocab:
-            full = _ids(tokenizer, ref_prompt + " " + a)
-            if full[: len(ref_ids)] != ref_ids:
-                raise TextTableError(
-                    f"prompt tokens are not a prefix of prompt + ' ' + {a!r} tokens")
-            act_tok.append(full[len(ref_ids):])
+        ref_ids = token_ids(tokenizer, ref_prompt)
+        act_tok = [action_tokens(tokenizer, ref_prompt, a, ref_ids) for a in vocab]
         vmax = max(len(vs) for vs in variants)
         action_vocab = [[vocab.index(vs[min(j, len(vs) - 1)]) for j in range(vmax)]
                         for vs in variants]
@@ -492,7 +474,7 @@ class TextTable:
         for i, t in enumerate(frag_tok):
             frag_ids[i, : len(t)] = t
         la = max(len(t) for t in act_tok)
-        a_ids = np.zeros((len(vocab), _round8(la)), np.int32)
+        a_ids = np.zeros((len(vocab), round_up(la)), np.int32)
         for i, t in enumerate(act_tok):
             a_ids[i, : len(t)] = t
         table = cls(
@@ -508,12 +490,14 @@ class TextTable:
             opening_frag=opening,
             closing_frag=closing,
             task=task,
-            prompt_len_max=_round8(prompt_max),
-            action_len_max=_round8(la),
+            prompt_len_max=round_up(prompt_max),
+            action_len_max=round_up(la),
             num_actions=len(variants),
             fragments=tuple(frags),
             action_strings=tuple(vocab),
+            action_tokens_max=0,
         )
+        table = table.replace(action_tokens_max=max(max_action_tokens(tokenize_jit(table, jnp.asarray(observations))), 1))
         if verify:
             table.verify(tokenizer, observations)
         return table
@@ -561,45 +545,10 @@ class TextTable:
         return out
 
     # ---- verification ----------------------------------------------------------------------
-    def verify(self, tokenizer: Any, observations: np.ndarray, batch: int = 1024) -> int:
+    def verify(self, tokenizer: Any, observations: np.ndarray) -> int:
         """Check the tables against ``tokenizer`` on every observation; returns the count."""
         observations = np.asarray(observations, np.int32).reshape(-1, self.task.layout.obs_dim)
-        checked = 0
-        for j in range(0, len(observations), batch):
-            chunk = observations[j:j + batch]
-            out = jax.tree.map(np.asarray, tokenize_jit(self, jnp.asarray(chunk)))
-            for i, obs in enumerate(chunk):
-                prompt, actions = describe(obs, self.task)
-                want = _ids(tokenizer, prompt)
-                got = out.prompt_ids[i, : out.prompt_len[i]].tolist()
-                if len(want) > self.prompt_len_max or got != want:
-                    raise TextTableError(
-                        f"compiled prompt tokens differ from the tokenizer for obs "
-                        f"{obs.tolist()} ({prompt!r}): {got} != {want}")
-                for k, a in enumerate(actions):
-                    full = _ids(tokenizer, prompt + " " + a)
-                    if full[: len(want)] != want:
-                        raise TextTableError(
-                            f"prompt tokens are not a prefix of the tokens of prompt + ' ' + "
-                            f"{a!r} (obs {obs.tolist()})")
-                    got_a = out.action_ids[i, k, : out.action_len[i, k]].tolist()
-                    if got_a != full[len(want):] or out.action_words[i, k] != len(a.split()):
-                        raise TextTableError(
-                            f"compiled action tokens differ for {a!r} after {prompt!r}: "
-                            f"{got_a} != {full[len(want):]}")
-                checked += 1
-        return checked
-
-    def decode_texts(self, tokens: TextTokens, tokenizer: Any) -> list[tuple[str, list[str]]]:
-        """Debug helper: decode a batch of :class:`TextTokens` with ``tokenizer``."""
-        t = jax.tree.map(np.asarray, tokens)
-        out = []
-        for i in range(t.prompt_ids.shape[0]):
-            prompt = tokenizer.decode(t.prompt_ids[i, : t.prompt_len[i]], skip_special_tokens=True)
-            acts = [tokenizer.decode(t.action_ids[i, k, : t.action_len[i, k]]).strip()
-                    for k in range(t.action_ids.shape[1])]
-            out.append((prompt, acts))
-        return out
+        return verify_text_table(self, lambda obs: describe_actions(obs, self.task), tokenizer, observations)
 
 
 @jax.jit
