@@ -69,29 +69,34 @@ def load_policy(model: str | None, adapter: str | None = None, seed_index: int =
         graphdef, base, lora = split_model(net)
         return Policy(graphdef, base, lora, True, tokenizer, config.max_position_embeddings,
                       {**source, "adapter_from": str(peft_dir)})
-    manager = runlib.checkpoint_manager(run_dir, keep=cfg.keep_checkpoints, create=False) \
-        if (run_dir / runlib.CHECKPOINT_DIR).is_dir() else None
+    has_checkpoints = (run_dir / runlib.CHECKPOINT_DIR).is_dir()
+    manager = runlib.checkpoint_manager(run_dir, create=False) if has_checkpoints else None
     if manager is None or manager.latest_step() is None:
         raise AdapterRunError(f"{run_dir} has no trained adapters: no {peft_dir.relative_to(run_dir)}/"
                               f"{ADAPTER_CONFIG} (written when training ends) and no complete checkpoint")
-    return _checkpoint_policy(runlib, cfg.replace(model=spec, critic_feature_cache=False), manager, seed_index,
-                              source)
+    return _checkpoint_policy(cfg, spec, manager, seed_index, source)
 
 
-def _checkpoint_policy(runlib, cfg, manager, seed_index: int, source: dict) -> Policy:
-    """The LoRA of a run's latest checkpoint, on the run's own model build."""
+def _checkpoint_policy(cfg, spec: str, manager, seed_index: int, source: dict) -> Policy:
+    """The LoRA of a run's latest checkpoint (restored in the checkpoint's own structure: only
+    the adapters are needed, not the environment a full train state is built from)."""
     import jax
+    import numpy as np
     from flax import nnx
 
-    from twosome_jax.trainer import Trainer
+    from twosome_jax import run as runlib
+    from twosome_jax.model import LoRAConfig, load_model, split_model
 
-    setup = runlib.build(cfg)
-    trainer = Trainer.from_config(cfg, setup.agent, setup.env, setup.env_params)
-    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.num_seeds)
-    step, state = runlib.restore_checkpoint(manager, jax.eval_shape(jax.vmap(trainer.init), keys))
-    actor = jax.tree.map(lambda x: x[seed_index], state.actor)
-    return Policy(setup.agent.graphdef, nnx.State(setup.frozen["base"]), nnx.State(actor), True, setup.tokenizer,
-                  setup.model_config.max_position_embeddings,
+    step, state = runlib.restore_checkpoint(manager, None)  # None: as saved, a dict of the state's fields
+    actor = jax.tree.map(lambda x: np.asarray(x[seed_index]), state["actor"])
+    lora_config = LoRAConfig(rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=tuple(cfg.lora_targets))
+    config, net, tokenizer = load_model(spec, lora=lora_config)
+    graphdef, base, lora = split_model(net)
+    want = jax.tree.map(lambda x: x.shape, nnx.to_pure_dict(lora))
+    if jax.tree.map(lambda x: x.shape, actor) != want:
+        raise AdapterRunError(f"the LoRA of checkpoint {step} in {manager.directory} does not fit model {spec!r}")
+    nnx.replace_by_pure_dict(lora, actor)
+    return Policy(graphdef, base, lora, True, tokenizer, config.max_position_embeddings,
                   {**source, "adapter_from": f"{manager.directory}/{step}"})
 
 

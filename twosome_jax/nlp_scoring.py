@@ -23,12 +23,15 @@ dropped.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import jax
 import numpy as np
 
 from twosome_jax.nlp_tasks import Item
+from twosome_jax.scoring import action_logprobs
 
 TARGET_DELIMITER = " "
 DEFAULT_BATCH_TOKENS = 8192
@@ -130,20 +133,20 @@ def plan_batches(encoded: Sequence[Encoded], num_choices: int,
     return batches
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef", "implementation", "use_lora", "action_tokens_max"))
+def _action_logprobs(base, lora, tokens, *, graphdef, implementation, use_lora, action_tokens_max):
+    return action_logprobs(graphdef, base, lora, tokens, implementation=implementation, use_lora=use_lora,
+                           action_tokens_max=action_tokens_max)
+
+
 def make_scorer(graphdef, base, lora, *, implementation: str = "packed", use_lora: bool = False) -> Callable:
-    """``score(batch) -> [N, A]`` float64 log-likelihoods, one compiled function per shape."""
-    import jax
-
-    from twosome_jax.scoring import action_logprobs
-
-    compiled: dict[int, Callable] = {}
+    """``score(batch) -> [N, A]`` float64 log-likelihoods. One compilation per batch shape, shared
+    by every model of the same architecture and LoRA layout in the process (a base and its
+    adapted policy, say)."""
 
     def score(batch: Batch) -> np.ndarray:
-        S = batch.action_tokens_max
-        if S not in compiled:
-            compiled[S] = jax.jit(lambda b, l, t, S=S: action_logprobs(
-                graphdef, b, l, t, implementation=implementation, use_lora=use_lora, action_tokens_max=S))
-        return np.asarray(compiled[S](base, lora, batch.tokens), np.float64)
+        return np.asarray(_action_logprobs(base, lora, batch.tokens, graphdef=graphdef, implementation=implementation,
+                                           use_lora=use_lora, action_tokens_max=batch.action_tokens_max), np.float64)
 
     return score
 
