@@ -91,7 +91,7 @@ class VirtualHome(environment.Environment[EnvState, EnvParams]):
         verb, obj, dest = self._actions[action]
         succeed, graph = rules.execute(state.graph, verb, obj, dest)
         obs = rules.observe(graph, self.mdp.obs)
-        success = self._goal(obs)
+        success = self.is_goal(obs)
         time = state.time + 1
         done = success | (time >= params.max_steps_in_episode)
         reward = jnp.where(success, C.SUCCESS_REWARD, 0.0).astype(jnp.float32)
@@ -108,14 +108,15 @@ class VirtualHome(environment.Environment[EnvState, EnvParams]):
         }
         return obs, state, reward, done, info
 
-    def _goal(self, obs: jax.Array) -> jax.Array:
+    def is_goal(self, obs: jax.Array) -> jax.Array:
+        """bool [...]: the observation is the task's goal (reward 1, done; spec 3.5)."""
         return self.mdp.goal(dict(zip(self.mdp.obs_keys, jnp.moveaxis(obs, -1, 0))))
 
     def get_obs(self, state: EnvState, params: EnvParams | None = None, key=None) -> jax.Array:
         return rules.observe(state.graph, self.mdp.obs)
 
     def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
-        return self._goal(self.get_obs(state)) | (state.time >= params.max_steps_in_episode)
+        return self.is_goal(self.get_obs(state)) | (state.time >= params.max_steps_in_episode)
 
     def is_truncated(self, state: EnvState, params: EnvParams) -> jax.Array:
         return state.time >= params.max_steps_in_episode
@@ -170,9 +171,9 @@ class VirtualHome(environment.Environment[EnvState, EnvParams]):
         reachable observations (an observation outside it offers none)."""
         table, offered = _offered_actions(self.task)
         obs = jnp.asarray(obs, jnp.int32)
-        match = jnp.all(obs[..., None, :] == table, axis=-1)  # [..., R]
+        match = jnp.all(obs[..., None, :] == jnp.asarray(table), axis=-1)  # [..., R]
         row = jnp.argmax(match, axis=-1)
-        return offered[row] & jnp.any(match, axis=-1)[..., None]
+        return jnp.asarray(offered)[row] & jnp.any(match, axis=-1)[..., None]
 
     def text_table(self, tokenizer) -> EnumeratedText:
         return EnumeratedText.build(self.reachable_observations(), self.describe, self.num_actions, tokenizer)
@@ -198,10 +199,10 @@ class VirtualHome(environment.Environment[EnvState, EnvParams]):
 
 
 @functools.lru_cache(maxsize=None)
-def _offered_actions(task: Task) -> tuple[jax.Array, jax.Array]:
+def _offered_actions(task: Task) -> tuple[np.ndarray, np.ndarray]:
     """The reachable observations and, for each, the actions ``describe`` offers (bool)."""
     obs = enumerate_reachable(task.mdp)["obs"]
     offered = np.zeros((len(obs), len(task.mdp.actions)), bool)
     for i, o in enumerate(obs):
         offered[i, describe(o, task).action_ids] = True
-    return jnp.asarray(obs), jnp.asarray(offered)
+    return obs, offered

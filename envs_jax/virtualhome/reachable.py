@@ -6,7 +6,7 @@ their fields; the step counter is not part of them, so the result holds for any 
 Graphs after the goal are expanded too (as the reference's state machines are), which is why a
 terminal-only observation (food preparation: the pancake in the closed microwave, the agent not
 close to it) is among the observations. Each BFS level runs the frontier through one jitted,
-vmapped call over ``graphs x actions``, in padded chunks of a fixed size (one compilation).
+vmapped call over its (graph, action) pairs, in padded chunks of a fixed size (one compilation).
 """
 
 from __future__ import annotations
@@ -30,18 +30,19 @@ def action_table(mdp: MDP) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _expand(mdp: MDP):
+    """jit: graphs [G] -> (ok [G, A], graphs after [G, A], observations [G, A, D])."""
     table = jnp.asarray(action_table(mdp))
+    a = len(mdp.actions)
+
+    def act(g, row):
+        ok, after = rules.execute(g, row[0], row[1], row[2])
+        return ok, after, rules.observe(after, mdp.obs)
 
     @jax.jit
     def expand(graphs):
-        def one(g):
-            def act(row):
-                ok, g2 = rules.execute(g, row[0], row[1], row[2])
-                return ok, g2, rules.observe(g2, mdp.obs)
-
-            return jax.vmap(act)(table)
-
-        return jax.vmap(one)(graphs)
+        g = jax.tree.map(lambda x: jnp.repeat(x, a, axis=0), graphs)  # one vmap over (graph, action)
+        out = jax.vmap(act)(g, jnp.tile(table, (len(graphs.sitting), 1)))
+        return jax.tree.map(lambda x: x.reshape((-1, a) + x.shape[1:]), out)
 
     return expand
 
@@ -71,8 +72,14 @@ def enumerate_reachable(mdp: MDP | str) -> dict:
     * ``next``: int32[S, A], the graph index after each env action; ``ok``: bool[S, A], its
       succeed flag;
     * ``obs``: the distinct observations, int32[M, obs_dim], sorted.
+
+    Host side (numpy) even when first asked for under a trace, so the cache holds no tracer.
     """
-    mdp = get_task(mdp).mdp if isinstance(mdp, str) else mdp
+    with jax.ensure_compile_time_eval():
+        return _bfs(get_task(mdp).mdp if isinstance(mdp, str) else mdp)
+
+
+def _bfs(mdp: MDP) -> dict:
     expand = _expand(mdp)
     g0 = jax.tree.map(lambda x: np.asarray(x)[None], rules.initial_graph())
     index = {_keys(g0)[0]: 0}

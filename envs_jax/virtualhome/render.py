@@ -4,8 +4,9 @@ The four rooms are a 2x2 floor plan (kitchen and living room above, bathroom and
 The task's objects stand at fixed places in their rooms: the microwave (a box, its door drawn
 open when open, what is inside drawn in it), the pancake, the chips (a yellow bag), the milk (a
 white carton), the TV (its screen lit when on), the sofa and the coffee table (what is on it
-drawn on it). The character is a blue disc next to what it is close to, on the sofa when
-sitting; what it holds is drawn beside it. The status bar shows the task, the step and a caption.
+drawn on it). The character is a blue disc next to what it is close to (a thin line to each
+such object), on the sofa when sitting; what it holds is drawn beside it. The status bar shows the task, the step, whether the
+character sits (or stood up, which keeps its ON edge to the sofa) and a caption.
 The picture shows the true scene, not only what the character sees.
 """
 
@@ -126,13 +127,20 @@ def render(graph: SceneGraph, task: Task | str, caption: str = "", time: int | N
             agent = (place[n][0], place[n][1] + 48)
     if g.sitting and S.SOFA in place:
         agent = place[S.SOFA]
+    for n in drawn:  # a thin line to each object it is close to
+        if g.close[S.CHARACTER, n] and n in place and not g.held[n]:
+            d.line([agent, place[n]], fill=(40, 90, 200), width=1)
     for k, n in enumerate(n for n in drawn if g.held[n]):
         _draw_item(d, n, agent[0] + 22 + 24 * k, agent[1])
     ax, ay = agent
     d.ellipse([ax - 13, ay - 13, ax + 13, ay + 13], fill=(40, 90, 200), outline=(20, 40, 100), width=2)
     for ex in (-5, 5):
         d.ellipse([ax + ex - 2, ay - 6, ax + ex + 2, ay - 2], fill=(255, 255, 255))
-    status = task.name + ("" if time is None else f"  t={time}") + ("  sitting" if g.sitting else "")
+    status = task.name + ("" if time is None else f"  t={time}")
+    if g.sitting:
+        status += "  sitting"
+    elif g.on[S.CHARACTER, S.SOFA]:  # standing up keeps the ON edge (is_sit_sofa stays 1, Q13)
+        status += "  stood up (still ON the sofa)"
     d.text((4, 2 * ROOM_H + 3), status, fill=_TEXT, font=font)
     if caption:
         d.text((4, 2 * ROOM_H + 20), caption[:80], fill=_TEXT, font=font)

@@ -140,9 +140,9 @@ class _Facts:
     free_hand: jax.Array  # bool[]
 
 
-# Each executor takes (graph, facts, object, destination) and returns (ok, graph after the
+# Each executor takes (graph, facts, verb, object, destination) and returns (ok, graph after the
 # action); the graph is only kept when ok.
-def _walk(g: SceneGraph, f: _Facts, node, _dest):
+def _walk(g: SceneGraph, f: _Facts, _verb, node, _dest):
     ch = _one(S.CHARACTER)
     dest_room, prev_room, held = room_of(g, node), room_of(g, S.CHARACTER), g.held
     inside, close, facing = _cut(g.inside, ch), _cut(g.close, ch), _cut(g.facing, ch)
@@ -158,7 +158,7 @@ def _walk(g: SceneGraph, f: _Facts, node, _dest):
     return ok, g.replace(inside=inside, close=close, facing=facing)
 
 
-def _grab(g: SceneGraph, f: _Facts, node, _dest):
+def _grab(g: SceneGraph, f: _Facts, _verb, node, _dest):
     ok = _GRABBABLE[node] & ~g.held[node] & f.close[node] & ~f.enclosed[node] & f.free_hand
     not_room = ~_ROOM
     support = jnp.where(jnp.any(g.on[node] & not_room), _first(g.on[node] & not_room),
@@ -170,51 +170,45 @@ def _grab(g: SceneGraph, f: _Facts, node, _dest):
     return ok, g.replace(inside=inside, on=_cut(g.on, e), close=close, held=g.held | e)
 
 
-def _put(relation: str):
-    def put(g: SceneGraph, f: _Facts, src, dest):
-        opened = jnp.asarray(True) if relation == "on" else ~_CAN_OPEN[dest] | g.open[dest]
-        ok = g.held[src] & f.close[dest] & opened
-        d = _one(dest)
-        close = _link(_link(g.close, S.CHARACTER, d), src, d)
-        edge = getattr(g, relation) | (_one(src)[:, None] & d[None, :])
-        return ok, g.replace(held=g.held & ~_one(src), close=close, **{relation: edge})
-
-    return put
+def _put(g: SceneGraph, f: _Facts, verb, src, dest):
+    into = verb == C.PUTIN  # PUTIN adds INSIDE and needs an openable destination open; PUTBACK adds ON
+    ok = g.held[src] & f.close[dest] & (~into | ~_CAN_OPEN[dest] | g.open[dest])
+    d = _one(dest)
+    close = _link(_link(g.close, S.CHARACTER, d), src, d)
+    edge = _one(src)[:, None] & d[None, :]
+    return ok, g.replace(held=g.held & ~_one(src), close=close, inside=g.inside | (edge & into),
+                         on=g.on | (edge & ~into))
 
 
-def _open(to_open: bool):
-    def open_or_close(g: SceneGraph, f: _Facts, node, _dest):
-        ok = _CAN_OPEN[node] & f.close[node] & (g.open[node] != to_open)
-        if to_open:
-            ok = ok & f.free_hand & ~g.switched_on[node]
-        return ok, g.replace(open=g.open.at[node].set(to_open))
-
-    return open_or_close
+def _open(g: SceneGraph, f: _Facts, verb, node, _dest):
+    to_open = verb == C.OPEN  # else CLOSE
+    ok = _CAN_OPEN[node] & f.close[node] & (g.open[node] != to_open)
+    ok = ok & (~to_open | (f.free_hand & ~g.switched_on[node]))
+    return ok, g.replace(open=g.open.at[node].set(to_open))
 
 
-def _switch(to_on: bool):
-    def switch(g: SceneGraph, f: _Facts, node, _dest):
-        ok = _HAS_SWITCH[node] & f.close[node] & f.free_hand & (g.switched_on[node] != to_on)
-        return ok, g.replace(switched_on=g.switched_on.at[node].set(to_on))
-
-    return switch
+def _switch(g: SceneGraph, f: _Facts, verb, node, _dest):
+    to_on = verb == C.SWITCHON  # else SWITCHOFF
+    ok = _HAS_SWITCH[node] & f.close[node] & f.free_hand & (g.switched_on[node] != to_on)
+    return ok, g.replace(switched_on=g.switched_on.at[node].set(to_on))
 
 
-def _sit(g: SceneGraph, f: _Facts, node, _dest):
+def _sit(g: SceneGraph, f: _Facts, _verb, node, _dest):
     ok = f.close[node] & ~g.sitting & _SITTABLE[node]
     on = g.on.at[S.CHARACTER, node].set(True)
     facing = g.facing.at[S.CHARACTER].set(g.facing[S.CHARACTER] | g.facing[node])
     return ok, g.replace(on=on, facing=facing, sitting=jnp.asarray(True))
 
 
-def _standup(g: SceneGraph, f: _Facts, _node, _dest):
+def _standup(g: SceneGraph, f: _Facts, _verb, _node, _dest):
     return g.sitting, g.replace(sitting=jnp.asarray(False))
 
 
-_EXECUTORS = {C.WALK: _walk, C.GRAB: _grab, C.PUTIN: _put("inside"), C.PUTBACK: _put("on"),
-              C.OPEN: _open(True), C.CLOSE: _open(False), C.SWITCHON: _switch(True),
-              C.SWITCHOFF: _switch(False), C.SIT: _sit, C.STANDUP: _standup}
-_BRANCHES = tuple(_EXECUTORS[v] for v in range(C.NUM_VERBS))
+# one executor per verb pair (the verb picks the direction), fewer branches to compile
+_EXECUTORS = {C.WALK: _walk, C.GRAB: _grab, C.PUTIN: _put, C.PUTBACK: _put, C.OPEN: _open, C.CLOSE: _open,
+              C.SWITCHON: _switch, C.SWITCHOFF: _switch, C.SIT: _sit, C.STANDUP: _standup}
+_BRANCHES = tuple(dict.fromkeys(_EXECUTORS.values()))
+_BRANCH_OF_VERB = jnp.asarray([_BRANCHES.index(_EXECUTORS[v]) for v in range(C.NUM_VERBS)])
 
 
 def execute(g: SceneGraph, verb, obj, dest) -> tuple[jax.Array, SceneGraph]:
@@ -223,7 +217,8 @@ def execute(g: SceneGraph, verb, obj, dest) -> tuple[jax.Array, SceneGraph]:
     vis = visible(g)
     seen = lambda n: (n == C.NO_NODE) | vis[jnp.maximum(n, 0)]  # noqa: E731
     facts = _Facts(close=close_for_interaction(g), enclosed=enclosed(g), free_hand=jnp.sum(g.held) < _HANDS)
-    ok, after = jax.lax.switch(verb, _BRANCHES, g, facts, jnp.maximum(obj, 0), jnp.maximum(dest, 0))
+    ok, after = jax.lax.switch(_BRANCH_OF_VERB[verb], _BRANCHES, g, facts, verb, jnp.maximum(obj, 0),
+                               jnp.maximum(dest, 0))
     ok = ok & seen(obj) & seen(dest)
     return ok, jax.tree.map(lambda a, b: jnp.where(ok, a, b), after, g)
 
