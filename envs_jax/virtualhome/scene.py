@@ -36,8 +36,6 @@ class Node:
     name: str  # its class_name
     room: bool = False  # category "Rooms"
     properties: frozenset[str] = frozenset()
-    open: bool = False  # state OPEN (CLOSED otherwise, for the nodes that can open)
-    on: bool = False  # state ON (OFF otherwise, for the nodes with a switch)
 
 
 def _node(id, name, *properties, room=False):
@@ -99,8 +97,9 @@ def _flags(pred) -> np.ndarray:
 INITIAL_INSIDE = _matrix(_INSIDE)
 INITIAL_ON = _matrix(_ON)
 INITIAL_FACING = _matrix(_FACING)
-INITIAL_OPEN = _flags(lambda n: n.open)
-INITIAL_SWITCHED_ON = _flags(lambda n: n.on)
+# every node that opens starts CLOSED (microwave, milk, dishwasher), every switch OFF
+INITIAL_OPEN = np.zeros(NUM_NODES, bool)
+INITIAL_SWITCHED_ON = np.zeros(NUM_NODES, bool)
 IS_ROOM = _flags(lambda n: n.room)
 IS_GRABBABLE = _flags(lambda n: GRABBABLE in n.properties)
 CAN_BE_OPENED = _flags(lambda n: CAN_OPEN in n.properties)
