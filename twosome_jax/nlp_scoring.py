@@ -15,10 +15,10 @@ sequence per (item, choice), lm-eval's and Hugging Face's way, kept for the benc
 
 Items are bucketed by padded length, so MMLU's long professional-law prompts do not pad the
 short ones: the context length and the packed choice tokens each round up to a ladder of sizes
-(steps of at most 1.5x; the longest choice of the bucket sets the choice table's width), and a bucket's batch holds as many items as fit a
-token budget (a power of two, at most the bucket's size rounded up). Each distinct shape is one
-compilation; a bucket's last batch is filled up with copies of its last item, whose scores are
-dropped.
+(steps of at most 1.5x; the bucket's longest choice sets the width of its choice table), and a
+bucket's batch holds as many items as fit a token budget (a power of two, at most the bucket's
+size rounded up). Each distinct shape is one compilation; a bucket's last batch is filled up
+with copies of its first item, whose scores are dropped.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def encode_items(tokenizer, items: Sequence[Item], max_length: int) -> list[Enco
         keep = max_length + 1 - max(len(c) for c in cs)
         if keep < 1:
             raise EncodingError(f"a choice of {max(len(c) for c in cs)} tokens does not fit the model's "
-                             f"{max_length}-token context")
+                                f"{max_length}-token context")
         out.append(Encoded(list(ctx)[-keep:], cs))
     return out
 
