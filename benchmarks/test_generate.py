@@ -9,7 +9,7 @@ loop and sampling, the full forward over all P + 31 slots at every step. ``cache
 temperature 0.7 / top-p 0.9 (the sort over the vocabulary per step). Each ``nocache`` case also
 records whether its greedy tokens equal the cached decode's.
 
-    python benchmarks/test_generate.py RESULT.json   # the markdown table of a run
+    python benchmarks/test_generate.py RESULT.json [MORE.json ...]   # the markdown table
 """
 
 from __future__ import annotations
@@ -80,12 +80,13 @@ def test_generate(benchmark, model, B, variant):
     benchmark.extra_info.update(info)
 
 
-def table(path) -> str:
+def table(paths) -> str:
     """Markdown rows: tokens/s per variant and the cache's speed-up, side by side per (model, B)."""
     rows: dict = {}
-    for b in json.load(open(path))["benchmarks"]:
-        e = b["extra_info"]
-        rows.setdefault((e["model"], e["batch"]), {})[e["variant"]] = (b["stats"]["min"], e)
+    for path in paths:
+        for b in json.load(open(path))["benchmarks"]:
+            e = b["extra_info"]
+            rows.setdefault((e["model"], e["batch"]), {})[e["variant"]] = (b["stats"]["min"], e)
     lines = ["| model | B | prompt tokens (width) | nocache s | nocache tokens/s | cache s | cache tokens/s | "
              "cache / nocache | cache-sampled tokens/s | same greedy tokens |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for (model, B), r in rows.items():
@@ -98,4 +99,4 @@ def table(path) -> str:
 
 
 if __name__ == "__main__":
-    print(table(sys.argv[1]))
+    print(table(sys.argv[1:]))
