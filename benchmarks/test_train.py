@@ -2,14 +2,15 @@
 
 ``test_train[{tiny,smollm2}-{variant}]`` (tomato salad, 4 envs x 32 steps) for the variants of ``train_setup.py``;
 ``test_train[tiny-...]`` is the same loop with the tiny random model (the non-LLM overhead).
+``test_train_tasks[TASK]``: the default trainer with SmolLM2 on tomato salad and both VirtualHome tasks.
 ``extra_info["env_steps_per_s"]`` uses the best round; the first (warm-up) call compiles.
 """
 
 from __future__ import annotations
 
 import functools
-
 import os
+from pathlib import Path
 
 import jax
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from train_setup import VARIANTS, make_setup, variant
 
 MODELS = {"tiny": "tiny-random", "smollm2": "smollm2-135m-instruct"}
+REPO = Path(__file__).resolve().parents[1]
 
 
 @functools.lru_cache(maxsize=None)
@@ -28,7 +30,22 @@ def _setup(model):
 @pytest.mark.parametrize("model", ["tiny", "smollm2"])
 def test_train(benchmark, model, name):
     cfg, setup, reach, S = _setup(model)
-    trainer, frozen = variant(cfg, setup, reach, S, name)
+    _measure(benchmark, model, *variant(cfg, setup, reach, S, name))
+
+
+@pytest.mark.parametrize("task", ["tomato_salad", "food_preparation", "entertainment"])
+def test_train_tasks(benchmark, task):
+    """One SmolLM2 iteration of the default trainer per task family, side by side: VirtualHome
+    (20 and 213 distinct observations) gets the critic-feature cache and the rollout table too,
+    with its own reference settings (configs/TASK.yaml)."""
+    from twosome_jax.config import load_config
+
+    cfg = load_config(REPO / "configs" / f"{task}.yaml")
+    setup = make_setup(MODELS["smollm2"], task=task, gamma=cfg.gamma)
+    _measure(benchmark, "smollm2", *variant(*setup, "default"))
+
+
+def _measure(benchmark, model, trainer, frozen):
     state0 = jax.jit(trainer.init)(jax.random.key(0))
     it = jax.jit(trainer.iteration)
 
@@ -39,7 +56,7 @@ def test_train(benchmark, model, name):
 
     rounds = 5 if model == "tiny" else 1
     metrics = benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
-    steps = cfg.num_envs * cfg.num_steps
+    steps = trainer.num_envs * trainer.num_steps
     best = benchmark.stats.stats.min
     benchmark.extra_info.update(
         loadavg_1m_after=round(os.getloadavg()[0], 2),

@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from twosome_jax import scoring
 from twosome_jax.trainer import Trainer
 
 VARIANTS = ("default", "no-dedupe", "no-table", "padded", "padded-nocache")
@@ -48,17 +45,16 @@ class NoDedupeTrainer(Trainer):
         return (self.policy_group_size,)
 
 
-def make_setup(model: str = "smollm2-135m-instruct", num_envs: int = 4, num_steps: int = 32, **overrides):
-    from envs_jax.overcooked.reachable import enumerate_reachable
+def make_setup(model: str = "smollm2-135m-instruct", num_envs: int = 4, num_steps: int = 32,
+               task: str = "tomato_salad", **overrides):
     from twosome_jax import run as runlib
     from twosome_jax.config import TrainConfig
 
-    cfg = TrainConfig(model=model, num_envs=num_envs, num_steps=num_steps,
+    cfg = TrainConfig(model=model, task=task, num_envs=num_envs, num_steps=num_steps,
                       total_timesteps=num_envs * num_steps * 100, **overrides)
     setup = runlib.build(cfg)
-    reach = np.asarray(enumerate_reachable(setup.env.task)["obs"])
-    S = scoring.max_action_tokens(jax.tree.map(np.asarray, setup.agent.text_table.tokenize(jnp.asarray(reach))))
-    return cfg, setup, reach, S
+    reach = np.asarray(setup.env.reachable_observations())
+    return cfg, setup, reach, setup.agent.action_tokens_max
 
 
 def variant(cfg, setup, reach, S, name: str):

@@ -16,7 +16,6 @@ budget was and why; the numbers it quotes name the command that printed them).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +56,9 @@ def train(task: str, agent: str, run_dir: Path, args) -> None:
 
 
 def summarize(run_dir: Path, threshold: float) -> dict:
-    records = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    from twosome_jax.metrics import read_metrics
+
+    records = read_metrics(run_dir / "metrics.jsonl")  # a half-written last line (a running run) is left out
     evals = [r for r in records if r.get("eval_success_greedy") is not None]
     first = next((r["env_steps"] for r in evals if r["eval_success_greedy"] >= threshold), None)
     last = evals[-1] if evals else {}
@@ -74,6 +75,13 @@ def summarize(run_dir: Path, threshold: float) -> dict:
             "first_greedy": first, "stable_greedy": stable, "last_greedy": last.get("eval_success_greedy"),
             "last_sampled": last.get("eval_success_sampled"),
             "recent_greedy": f"{sum(r['eval_success_greedy'] >= threshold for r in recent)}/{len(recent)}"}
+
+
+def _section_order(path: Path):
+    """Tomato salad first, the other tasks, then the studies built on trained runs."""
+    kind = 0 if path.stem == "tomato_salad" else 2 if path.stem.startswith("generalization_") else \
+        3 if path.stem.startswith("nlp_") else 1
+    return kind, path.name
 
 
 def main(argv=None) -> int:
@@ -123,7 +131,7 @@ def main(argv=None) -> int:
     section = "\n".join(lines) + "\n"
     (REPO / "docs" / "results" / f"{args.task}.md").write_text(section)
     sections = []
-    for path in sorted((REPO / "docs" / "results").glob("*.md"), key=lambda p: (p.stem != "tomato_salad", p.name)):
+    for path in sorted((REPO / "docs" / "results").glob("*.md"), key=_section_order):
         if not path.name.endswith(".notes.md"):
             notes = path.with_suffix(".notes.md")
             sections.append(path.read_text() + ("\n" + notes.read_text() if notes.exists() else ""))

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
-# no arguments: tomato salad with SmolLM2's learning rates layered over the reference config
-[ $# -gt 0 ] || set -- --config configs/tomato_salad.yaml --config configs/smollm2.yaml
+# no arguments: tomato salad with SmolLM2's learning rates layered over the reference config,
+# the results run's budget and an early stop once greedy success holds (configs/quickstart.yaml)
+[ $# -gt 0 ] || set -- --config configs/tomato_salad.yaml --config configs/smollm2.yaml --config configs/quickstart.yaml
 exec .venv/bin/python -m twosome_jax.train "$@"

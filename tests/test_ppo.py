@@ -60,6 +60,18 @@ def test_policy_loss_and_entropy_hand_computed():
     np.testing.assert_allclose(info["clipfrac"], 0.5)
 
 
+def test_entropy_gradient_is_finite_with_actions_not_offered():
+    """A masked (-inf) action has probability 0: the entropy's gradient is that of the offered
+    actions alone (hand-computed: dH/dz_i = -p_i (log p_i + H)) and exactly 0 for the masked one."""
+    z = jnp.array([0.3, -0.2, 0.0])
+    masked = jnp.array([0.3, -0.2, -jnp.inf])
+    g = jax.grad(lambda x: categorical_entropy(x))(masked)
+    p = jax.nn.softmax(z[:2])
+    h = -jnp.sum(p * jnp.log(p))
+    np.testing.assert_allclose(g[:2], -p * (jnp.log(p) + h), rtol=1e-5)
+    assert float(g[2]) == 0.0
+
+
 def test_learning_rate_is_settable_inside_jit():
     tx = make_optimizer("adam", 1e-3, 0.5)
     params = {"w": jnp.ones(3)}

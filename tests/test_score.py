@@ -96,7 +96,7 @@ class _FakeTokenizer:
 
 def test_prefix_violation_is_clear():
     with pytest.raises(score.ScoreError, match="not a prefix"):
-        score.action_token_spans(_FakeTokenizer(), "p", ["x"])
+        score.score_actions(None, _FakeTokenizer(), "p", ["x"])  # rejected before any model runs
 
 
 def test_errors_exit_2_with_one_line(capsys, tmp_path):

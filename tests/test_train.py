@@ -109,3 +109,55 @@ def test_errors_are_one_line(tmp_path):
     assert "Traceback" not in bad_model.stderr and len(bad_model.stderr.strip().splitlines()) == 1
     no_run = _train("--resume", str(tmp_path / "nothing"), check=False)
     assert no_run.returncode == 2 and "does not exist" in no_run.stderr and "Traceback" not in no_run.stderr
+
+
+MLP = ["--agent", "ppo-mlp", "--no-progress", "--set", "num_steps=8", "--set", "policy_num_minibatches=4",
+       "--set", "gradient_accumulation_steps=2", "--set", "value_num_minibatches=2"]
+
+
+def test_status_lines_and_summary_without_a_terminal(tmp_path):
+    """With no progress bar a run prints a status line every few iterations, and a summary at the end."""
+    run = tmp_path / "mlp"
+    proc = _train(*MLP, "--total-timesteps", "480", "--run-dir", str(run), "--set", "eval_every=5")
+    status = [line for line in proc.stderr.splitlines() if line.startswith("iteration ")]
+    assert [line.split()[1] for line in status] == ["1", "11", "15"], proc.stderr
+    assert "env steps 32/480" in status[0] and "steps/s" in status[0] and "eval greedy" in status[2]
+    out = proc.stdout
+    assert "tomato_salad / ppo-mlp: 15 iterations, 480 env steps; ended because the budget was used" in out
+    assert f"curve:       {run / 'learning_curve.png'}" in out and f"metrics:     {run / 'metrics.jsonl'}" in out
+    assert "PyTorch was not found" not in proc.stderr
+
+
+def test_non_finite_update_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    """A learning rate of 1e38 drives the parameters to the edge of float32 in the first
+    iteration's single optimizer steps, and the second iteration's forward pass overflows; the run
+    stops with one line naming the iteration, and never checkpoints the bad state."""
+    run = tmp_path / "nan"
+    proc = _train(*MLP, "--total-timesteps", "640", "--run-dir", str(run), "--set", "checkpoint_every=1",
+                  "--set", "mlp_learning_rate=1e38", "--set", "value_num_minibatches=1",
+                  "--set", "gradient_accumulation_steps=4", check=False)
+    assert proc.returncode == 2, proc.stderr
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "became non-finite; stopped without saving it" in err[0], proc.stderr
+    bad = int(err[0].split("iteration ")[1].split(":")[0])
+    assert "Traceback" not in proc.stderr
+    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert bad > 1 and steps and steps[-1] == bad - 1  # the last good iteration, not the bad one
+    from twosome_jax.run import checkpoint_manager
+
+    assert checkpoint_manager(run, create=False).latest_step() == bad - 1
+
+
+def test_resume_falls_back_past_a_corrupt_latest_checkpoint(tmp_path):
+    """A truncated latest checkpoint (a copy cut short) makes --resume use the newest one that
+    restores, say so, and reach the uninterrupted run's result."""
+    run = tmp_path / "full"
+    _train(*MLP, "--total-timesteps", "320", "--run-dir", str(run), "--set", "checkpoint_every=2")
+    want = _records(run)
+    latest = run / "checkpoints" / "10"
+    files = sorted((p for p in latest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    for p in files[-3:]:  # cut the largest files (the array data) in half
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    proc = _train("--resume", str(run))
+    assert "checkpoint 10 cannot be restored" in proc.stderr and "resuming from checkpoint 8" in proc.stderr
+    assert _records(run) == want

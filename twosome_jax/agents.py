@@ -33,6 +33,7 @@ import numpy as np
 from flax import nnx
 
 from twosome_jax import scoring
+from twosome_jax.model.llama import init_lora_a
 
 
 def _uniform_fan_in(key, fan_in: int, shape):
@@ -67,7 +68,7 @@ def apply_mlp(params, x, activation=jax.nn.relu):
 
 
 def init_lora(lora_template: dict, key) -> dict:
-    """Fresh PEFT-style adapters with the template's structure: A ~ U(+-1/sqrt(in)), B = 0.
+    """Fresh PEFT-style adapters with the template's structure (``init_lora_a``, B = 0).
 
     Each seed of a multi-seed run draws its own A, so seeds differ from the first step.
     """
@@ -77,7 +78,7 @@ def init_lora(lora_template: dict, key) -> dict:
     for (path, leaf), k in zip(leaves, keys):
         name = str(getattr(path[-1], "key", path[-1]))
         if name == "lora_a":
-            out.append(_uniform_fan_in(k, leaf.shape[-2], leaf.shape))
+            out.append(init_lora_a(k, leaf.shape))
         else:
             out.append(jnp.zeros_like(leaf))
     return jax.tree_util.tree_unflatten(treedef, out)

@@ -27,16 +27,10 @@ from typing import Any
 import yaml
 
 from envs_jax.registry import TASK_NAMES
+from twosome_jax.choices import AGENTS, DTYPES, LORA_TARGETS, NORMALIZATIONS, SCORINGS
 
 # The environment registry imports neither JAX nor any environment, so validating a config does not.
 TASKS = TASK_NAMES
-AGENTS = ("twosome", "ppo-mlp", "saycan")
-NORMALIZATIONS = ("sum", "token", "word")
-SCORINGS = ("packed", "naive")
-DTYPES = ("auto", "float32", "bfloat16")
-# Same as twosome_jax.model.ALL_TARGETS (a test keeps them equal); repeated here so that
-# validating a config does not import JAX.
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -101,6 +95,8 @@ class TrainConfig:
     keep_checkpoints: int = _f(3, "checkpoints kept on disk")
     eval_every: int = _f(0, "iterations between evaluations; 0 = off")
     eval_episodes: int = _f(100, "episodes per evaluation")
+    stop_after_greedy_successes: int = _f(0, "stop once greedy success has been 1.0 (every seed) at this many "
+                                             "consecutive evaluations; 0 = train the whole budget")
     # ppo-mlp baseline
     mlp_hidden: tuple[int, ...] = _f((64, 64), "ppo-mlp actor and critic hidden widths (tanh)")
     mlp_learning_rate: float = _f(2.5e-4, "ppo-mlp Adam learning rate")
@@ -161,7 +157,7 @@ def _validate(c: TrainConfig) -> None:
                  "lora_rank", "checkpoint_every", "keep_checkpoints", "eval_episodes", "model_parallel"):
         if getattr(c, name) <= 0:
             bad(name, "an integer > 0")
-    for name in ("seed", "critic_warmup_updates", "eval_every"):
+    for name in ("seed", "critic_warmup_updates", "eval_every", "stop_after_greedy_successes"):
         if getattr(c, name) < 0:
             bad(name, "an integer >= 0")
     for name in ("policy_learning_rate", "value_learning_rate", "mlp_learning_rate", "clip_coef",
@@ -193,6 +189,9 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError(
             f"gradient_accumulation_steps={c.gradient_accumulation_steps} does not divide "
             f"policy_num_minibatches={c.policy_num_minibatches}; accepted: a divisor of it")
+    if c.stop_after_greedy_successes and not c.eval_every:
+        raise ConfigError(f"stop_after_greedy_successes={c.stop_after_greedy_successes} needs evaluations; "
+                          "accepted: eval_every > 0, or stop_after_greedy_successes=0")
     if c.total_timesteps < b:
         raise ConfigError(
             f"total_timesteps={c.total_timesteps} is less than one iteration's batch "
@@ -324,13 +323,17 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) ->
     bool: true/false/1/0 (also yes/no/on/off); tuples: ``a,b`` or ``[a, b]``;
     optional fields: ``none``/``null``; ints also accept ``5e5``.
     """
+    items = _override_items(overrides)
+    return _build(cfg, items, "--set") if items else cfg
+
+
+def _override_items(overrides) -> list[tuple[str, str]]:
     items = []
     for ov in overrides:
         if "=" not in ov:
             raise ConfigError(f"override {ov!r} is not KEY=VALUE (e.g. --set gamma=0.95)")
-        k, v = ov.split("=", 1)
-        items.append((k, v))
-    return _build(cfg, items, "--set") if items else cfg
+        items.append(tuple(ov.split("=", 1)))
+    return items
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
@@ -398,10 +401,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser |
         # flags and --set are applied in one step (--set last, so it wins) and validated once,
         # so "--total-timesteps 96 --set num_steps=8" is judged on the final values.
         items = [(key, getattr(args, key)) for _, key, _ in _FLAGS if getattr(args, key, None) is not None]
-        for ov in getattr(args, "overrides", None) or []:
-            if "=" not in ov:
-                raise ConfigError(f"override {ov!r} is not KEY=VALUE (e.g. --set gamma=0.95)")
-            items.append(tuple(ov.split("=", 1)))
+        items += _override_items(getattr(args, "overrides", None) or [])
         return _build(cfg, items, "the command line") if items else cfg
     except ConfigError as e:
         if parser is None:

@@ -35,7 +35,12 @@ def evaluate_run(run_dir, *, episodes: int, task: str | None = None, seed_index:
     if task is not None and task != cfg.task and cfg.agent == "ppo-mlp":
         raise runlib.RunError("--task needs an LLM agent: a ppo-mlp policy reads one task's vector only")
     setup = runlib.build(cfg, task=task)
-    trainer = Trainer.from_config(cfg, setup.agent, setup.env, setup.env_params)
+    # the checkpoint holds the training task's environment states: restore in that structure
+    # (an LLM agent's adapters and critic do not depend on the task)
+    import envs_jax
+
+    trained_env, trained_params = envs_jax.make(cfg.task)
+    trainer = Trainer.from_config(cfg, setup.agent, trained_env, trained_params)
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.num_seeds)
     manager = runlib.checkpoint_manager(run_dir, keep=cfg.keep_checkpoints, create=False)
     step, state = runlib.restore_checkpoint(manager, jax.eval_shape(jax.vmap(trainer.init), keys))

@@ -92,12 +92,15 @@ class RunLogger:
     half-written last line are cut off; earlier records are kept byte for byte. Without
     ``resume`` an existing metrics file is replaced (a new run in the same directory).
     ``progress``: show the tqdm bar (None: only when stderr is a terminal).
+    Without the bar (``progress`` False, or stderr not a terminal: a cluster job, ``nohup``,
+    CI) a one-line status goes to stderr every ``status_every`` iterations instead, so a long
+    run is never silent.
     ``config``: a dict written once to TensorBoard as a text table (hyperparameters).
     """
 
     def __init__(self, run_dir: str | os.PathLike, *, total_steps: int, resume: bool = False,
                  after_iteration: int | None = None, progress: bool | None = True,
-                 config: Mapping[str, Any] | None = None):
+                 config: Mapping[str, Any] | None = None, status_every: int = 10):
         from tensorboardX import SummaryWriter
         from tqdm.auto import tqdm
 
@@ -134,6 +137,9 @@ class RunLogger:
                          dynamic_ncols=True, disable=None if progress is None else not progress,
                          smoothing=0.3)
         self._t_last = time.perf_counter()
+        self.total_steps = total_steps
+        self.status_every = status_every
+        self._logged = 0
 
     def _fsync(self):
         self._file.flush()
@@ -179,12 +185,32 @@ class RunLogger:
         post = {label: f"{record[k]:.3f}" for k, label in _POSTFIX if record.get(k) is not None}
         if post:
             self._bar.set_postfix(post, refresh=True)
+        if self._bar.disable and (self._logged % self.status_every == 0 or env_steps >= self.total_steps):
+            self.status(record)
+        self._logged += 1
         self.last_iteration, self.last_env_steps, self._t_last = iteration, env_steps, now
         return record
 
+    def status(self, record: Mapping[str, Any]) -> None:
+        """One line on stderr: iteration, env steps, return, success, steps/s."""
+        import sys
+
+        def fmt(key, spec=".3f"):
+            v = record.get(key)
+            return "n/a" if v is None else format(v, spec)
+
+        line = (f"iteration {record['iteration']}  env steps {record['env_steps']}/{self.total_steps}  "
+                f"return {fmt('mean_return')}  success {fmt('success_rate')}  "
+                f"{fmt('steps_per_second', '.2f')} steps/s")
+        if record.get("eval_success_greedy") is not None:
+            line += f"  eval greedy {fmt('eval_success_greedy', '.2f')} sampled {fmt('eval_success_sampled', '.2f')}"
+        print(line, file=sys.stderr, flush=True)
+
     def write(self, message: str) -> None:
-        """Print a message without breaking the progress bar."""
-        self._bar.write(message)
+        """Print a message to stderr without breaking the progress bar."""
+        import sys
+
+        self._bar.write(message, file=sys.stderr)
 
     def close(self) -> None:
         self._bar.close()

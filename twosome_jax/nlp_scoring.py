@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
+from envs_jax.text import TextTokens
 from twosome_jax.nlp_tasks import Item
 from twosome_jax.scoring import action_logprobs
 
@@ -100,8 +101,6 @@ def _shape(e: Encoded) -> tuple[int, int]:
 def plan_batches(encoded: Sequence[Encoded], num_choices: int,
                  batch_tokens: int = DEFAULT_BATCH_TOKENS) -> list[Batch]:
     """Bucket the items by padded shape and cut each bucket into equal-shape batches."""
-    from envs_jax.text import TextTokens
-
     buckets: dict[tuple[int, int], list[int]] = {}
     for i, e in enumerate(encoded):
         buckets.setdefault(_shape(e), []).append(i)

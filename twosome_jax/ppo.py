@@ -1,6 +1,6 @@
 """PPO as TWOSOME's reference runs it, as pure functions for one compiled update.
 
-What is reproduced from the reference (spec section 4.3 and quirks):
+What is reproduced from the reference (docs/reference-notes.md §3 and its quirks):
 
 * GAE over macro actions: a transition that took ``k`` primitive steps is discounted by
   ``gamma ** k``; lambda is not raised to ``k``. The environment already discounts rewards
@@ -72,10 +72,13 @@ def gae(rewards, values, dones, macro_steps, next_value, next_done, gamma: float
 
 
 def categorical_entropy(logits):
-    """Entropy of a categorical given logits that may hold -inf for invalid actions."""
+    """Entropy of a categorical given logits that may hold -inf for actions not offered.
+
+    ``logp`` is replaced by 0 where ``p`` is 0 *before* the product: ``where(p > 0, p * logp, 0)``
+    has the right value but a NaN gradient (the unselected branch's 0 * -inf)."""
     logp = jax.nn.log_softmax(logits, axis=-1)
     p = jnp.exp(logp)
-    return -jnp.sum(jnp.where(p > 0, p * logp, 0.0), axis=-1)
+    return -jnp.sum(p * jnp.where(p > 0, logp, 0.0), axis=-1)
 
 
 def distinct_rows(x):

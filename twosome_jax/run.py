@@ -22,6 +22,7 @@ from twosome_jax.config import TrainConfig, load_config
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
+DAMAGED_DIR = "damaged_checkpoints"  # checkpoints that failed to restore, set aside on --resume
 
 
 class RunError(RuntimeError):
@@ -104,19 +105,57 @@ def save_checkpoint(manager, step: int, state) -> None:
     manager.wait_until_finished()
 
 
-def restore_checkpoint(manager, abstract_state, step: int | None = None):
-    """Restore ``step`` (default: the latest complete one) into the structure of ``abstract_state``."""
+def restore_checkpoint(manager, abstract_state, step: int | None = None, *, warn=None):
+    """Restore ``step`` into the structure of ``abstract_state``; by default the newest complete
+    checkpoint that restores, falling back past damaged ones (a copy cut short, a full disk)
+    and reporting each through ``warn(message)``."""
     import orbax.checkpoint as ocp
 
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise RunError(f"no complete checkpoint in {manager.directory}")
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_state)
-    try:
-        return step, manager.restore(step, args=ocp.args.StandardRestore(target))
-    except Exception as e:  # orbax raises many types for a damaged checkpoint
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise RunError(f"checkpoint {step} in {manager.directory} cannot be restored: {first}") from e
+    steps = [step] if step is not None else sorted(manager.all_steps(), reverse=True)
+    if not steps:
+        raise RunError(f"no complete checkpoint in {manager.directory}")
+    problems = []
+    for s in steps:
+        try:
+            state = manager.restore(s, args=ocp.args.StandardRestore(target))
+            _check_restored(state, target)
+        except Exception as e:  # orbax raises many types for a damaged checkpoint
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            problems.append(f"checkpoint {s} cannot be restored: {first[:200]}")
+            if warn is not None and step is None:
+                warn(f"{problems[-1]}; trying an older one")
+            continue
+        if problems:
+            _set_aside(manager, [d for d in steps if d > s])
+            if warn is not None:
+                warn(f"resuming from checkpoint {s}, the newest that restores (the damaged ones are kept in "
+                     f"{Path(manager.directory).parent / DAMAGED_DIR})")
+        return s, state
+    raise RunError(f"no checkpoint in {manager.directory} can be restored ({'; '.join(problems)})")
+
+
+def _set_aside(manager, steps) -> None:
+    """Move damaged checkpoints out of the manager's directory (never delete what was written),
+    so that the resumed run can save those steps again."""
+    import shutil
+
+    aside = Path(manager.directory).parent / DAMAGED_DIR
+    aside.mkdir(exist_ok=True)
+    for step in steps:
+        src = Path(manager.directory) / str(step)
+        dst, n = aside / str(step), 1
+        while dst.exists():
+            dst, n = aside / f"{step}.{n}", n + 1
+        shutil.move(str(src), str(dst))
+    manager.reload()
+
+
+def _check_restored(state, target) -> None:
+    """A restored tree must have the shapes asked for (a damaged array can come back short)."""
+    for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(target)):
+        if tuple(np.shape(got)) != tuple(want.shape):
+            raise RunError(f"an array came back with shape {np.shape(got)}, expected {want.shape}")
 
 
 def make_mesh(num_envs: int, model_parallel: int = 1):

@@ -20,82 +20,44 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-LENGTH_BUCKET = 32  # pad sequence lengths to multiples of this (fewer recompiles)
+LENGTH_BUCKET = 32  # pad the prompt to a multiple of this many tokens (fewer recompiles)
 
 
 class ScoreError(ValueError):
     """Scoring inputs that cannot be scored (message is one line)."""
 
 
-def _bucket(n: int, step: int) -> int:
-    return max(step, -(-n // step) * step)
-
-
-def _batch_bucket(n: int) -> int:
-    b = 1
-    while b < n:
-        b *= 2
-    return b
-
-
-def action_token_spans(tokenizer, prompt: str, actions: list[str]):
-    """-> list of (full_ids, n_prompt_tokens) for each action."""
-    p_ids = list(tokenizer(prompt)["input_ids"])
-    out = []
-    for a in actions:
-        if not a.split():
-            raise ScoreError(f"action {a!r} is empty")
-        ids = list(tokenizer(prompt + " " + a)["input_ids"])
-        if ids[: len(p_ids)] != p_ids:
-            raise ScoreError(
-                f"the prompt's tokens are not a prefix of the tokens of prompt + ' ' + {a!r}; "
-                "the action's tokens cannot be separated (try a prompt that does not end in a "
-                "partial word or trailing space)")
-        if len(ids) == len(p_ids):
-            raise ScoreError(f"action {a!r} adds no tokens after the prompt")
-        if len(p_ids) == 0:
-            raise ScoreError("the prompt tokenizes to zero tokens; nothing to condition the first action token on")
-        out.append((ids, len(p_ids)))
-    return out
-
-
 @functools.partial(jax.jit, static_argnames=("graphdef", "use_lora"))
-def _seq_logprob_sums(graphdef, base, lora, ids, valid, target_mask, use_lora=True):
-    """Sum over t of log p(ids[t] | ids[<t]) where target_mask[t]; ids/valid/target_mask [B,T]."""
-    from twosome_jax.model.functional import apply_hidden, apply_lm_head
-    from twosome_jax.model.llama import causal_mask
+def _logprob_sums(graphdef, base, lora, tokens, use_lora=True):
+    from twosome_jax.scoring import action_logprobs
 
-    B, T = ids.shape
-    positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
-    hidden = apply_hidden(graphdef, base, lora, ids, positions, causal_mask(valid), use_lora=use_lora)
-    logits = apply_lm_head(graphdef, base, lora, hidden[:, :-1])
-    lp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    tok_lp = jnp.take_along_axis(lp, ids[:, 1:, None], axis=-1)[..., 0]
-    return jnp.sum(jnp.where(target_mask[:, 1:], tok_lp, 0.0), axis=-1)
+    return action_logprobs(graphdef, base, lora, tokens, implementation="packed", use_lora=use_lora)
 
 
 def score_actions(model, tokenizer, prompt: str, actions: list[str], *, use_lora: bool = True,
                   length_bucket: int = LENGTH_BUCKET) -> dict:
-    """-> {"actions": [...], "policy": {...}} (the JSON body without "model")."""
+    """-> {"actions": [...], "policy": {...}} (the JSON body without "model"), scored by the
+    policy's own kernel (``scoring.action_logprobs``, packed) on the environments' own split of
+    the text into prompt and action tokens (``scoring.encode_texts``)."""
+    from envs_jax.text import TextTableError, round_up, token_ids
     from twosome_jax.model.functional import split_model
+    from twosome_jax.scoring import encode_texts
 
-    spans = action_token_spans(tokenizer, prompt, actions)
-    T = _bucket(max(len(ids) for ids, _ in spans), length_bucket)
-    B = _batch_bucket(len(spans))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids = np.full((B, T), pad, np.int32)
-    valid = np.zeros((B, T), bool)
-    target = np.zeros((B, T), bool)
-    for i, (seq, n_p) in enumerate(spans):
-        ids[i, : len(seq)] = seq
-        valid[i, : len(seq)] = True
-        target[i, n_p: len(seq)] = True
+    for a in actions:
+        if not a.split():
+            raise ScoreError(f"action {a!r} is empty")
+    n_prompt = len(token_ids(tokenizer, prompt))
+    if n_prompt == 0:
+        raise ScoreError("the prompt tokenizes to zero tokens; nothing to condition the first action token on")
+    try:
+        tokens = encode_texts(tokenizer, [prompt], [actions], prompt_pad=round_up(n_prompt, length_bucket))
+    except TextTableError as e:
+        raise ScoreError(f"{e} (try a prompt that does not end in a partial word or trailing space)") from None
     graphdef, base, lora = split_model(model)
-    sums = np.asarray(_seq_logprob_sums(graphdef, base, lora, jnp.asarray(ids), jnp.asarray(valid),
-                                        jnp.asarray(target), use_lora=use_lora))[: len(spans)]
+    sums = np.asarray(_logprob_sums(graphdef, base, lora, jax.tree.map(jnp.asarray, tokens), use_lora=use_lora))[0]
     rows = []
-    for a, (seq, n_p), s in zip(actions, spans, sums):
-        n_tok = len(seq) - n_p
+    for k, (a, s) in enumerate(zip(actions, sums)):
+        n_tok = int(tokens.action_len[0, k])
         n_words = len(a.split())
         rows.append({"action": a, "tokens": n_tok, "words": n_words, "logprob_sum": float(s),
                      "logprob_token": float(s) / n_tok, "logprob_word": float(s) / n_words})

@@ -39,10 +39,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from envs_jax.text import encode_descriptions, max_action_tokens
+from twosome_jax.choices import NORMALIZATIONS, SCORINGS
 from twosome_jax.model.functional import apply_hidden, apply_lm_head
 
-IMPLEMENTATIONS = ("packed", "naive")
-NORMALIZATIONS = ("sum", "token", "word")
+IMPLEMENTATIONS = SCORINGS
 
 
 def _check_choice(name: str, value: str, accepted: tuple[str, ...]) -> None:

@@ -39,14 +39,48 @@ def _eval_fn(setup, episodes: int):
     return jax.jit(jax.vmap(one))
 
 
+# what must stay finite in every iteration; a NaN anywhere in an update shows in one of these
+FINITE_METRICS = ("pg_loss", "value_loss", "entropy", "approx_kl")
+
+
+def _check_finite(metrics: dict, iteration: int, last_checkpoint) -> None:
+    import numpy as np
+
+    from twosome_jax.run import RunError
+
+    bad = [k for k in FINITE_METRICS if k in metrics and not np.all(np.isfinite(metrics[k]))]
+    if not np.all(np.asarray(metrics.get("params_finite", True))):
+        bad.append("the adapter/critic parameters")
+    if bad:
+        kept = f"iteration {last_checkpoint}" if last_checkpoint is not None else "none yet"
+        raise RunError(f"iteration {iteration}: {', '.join(bad)} became non-finite; stopped without saving it "
+                       f"(latest checkpoint: {kept})")
+
+
+def _greedy_streak(records: list[dict]) -> int:
+    """Consecutive evaluations, counted back from the last, with greedy success 1.0 on every seed."""
+    streak = 0
+    for r in reversed([r for r in records if r.get("eval_success_greedy") is not None]):
+        values = r.get("eval_success_greedy_per_seed") or [r["eval_success_greedy"]]
+        if not all(v is not None and v >= 1.0 for v in values):
+            break
+        streak += 1
+    return streak
+
+
 def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> dict:
-    """Run (or continue) training in ``run_dir``; returns the last iteration's metrics (host)."""
+    """Run (or continue) training in ``run_dir``; returns the summary :func:`summarize` prints.
+
+    A run ends at its budget, or earlier once greedy success has held for
+    ``stop_after_greedy_successes`` consecutive evaluations. An iteration whose losses or
+    parameters are not finite stops the run with a :class:`~twosome_jax.run.RunError` before
+    anything of it is saved, so the latest checkpoint stays the last good one."""
     import jax
     import numpy as np
 
     from twosome_jax import run as runlib
     from twosome_jax.config import save_config
-    from twosome_jax.metrics import RunLogger
+    from twosome_jax.metrics import RunLogger, read_metrics
     from twosome_jax.trainer import Trainer, per_seed
 
     setup = runlib.build(cfg)
@@ -57,8 +91,9 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
 
     run_dir.mkdir(parents=True, exist_ok=True)
     manager = runlib.checkpoint_manager(run_dir, keep=cfg.keep_checkpoints)
-    if resume and manager.latest_step() is not None:
-        step, state = runlib.restore_checkpoint(manager, jax.eval_shape(init, keys))
+    notes = []
+    if resume and manager.all_steps():
+        step, state = runlib.restore_checkpoint(manager, jax.eval_shape(init, keys), warn=notes.append)
     elif resume:  # killed before its first checkpoint: start again from the saved config
         step, state = 0, init(keys)
     else:
@@ -72,29 +107,76 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
 
     evaluation = _eval_fn(setup, cfg.eval_episodes) if cfg.eval_every else None
     start = int(np.asarray(state.iteration).reshape(-1)[0])
-    logger = RunLogger(run_dir, total_steps=trainer.num_updates * cfg.num_envs * cfg.num_steps, resume=resume,
+    batch = cfg.num_envs * cfg.num_steps
+    logger = RunLogger(run_dir, total_steps=trainer.num_updates * batch, resume=resume,
                        after_iteration=step, progress=progress, config=cfg.to_dict())
-    metrics = {}
+    metrics, stopped_early = {}, False
     with logger:
+        for note in notes:
+            logger.write(f"warning: {note}")
         if resume:
             logger.write(f"resumed {run_dir} at iteration {start}")
+        streak = _greedy_streak(read_metrics(logger.path))
+        last_checkpoint = step or None
         for it in range(start, trainer.num_updates):
             t0 = time.perf_counter()
             state, metrics = iteration(frozen, state)
             metrics = jax.device_get(metrics)
             elapsed = time.perf_counter() - t0
-            metrics["steps_per_second"] = cfg.num_envs * cfg.num_steps / elapsed
             done = it + 1
-            if evaluation is not None and (done % cfg.eval_every == 0 or done == trainer.num_updates):
+            _check_finite(metrics, done, last_checkpoint)
+            metrics["steps_per_second"] = batch / elapsed
+            evaluated = evaluation is not None and (done % cfg.eval_every == 0 or done == trainer.num_updates)
+            if evaluated:
                 eval_keys = jax.random.split(jax.random.PRNGKey(cfg.seed + 10_000 + done), cfg.num_seeds)
                 metrics.update(jax.device_get(evaluation(state.actor, eval_keys)))
+                streak = streak + 1 if np.all(metrics["eval_success_greedy"] >= 1.0) else 0
+            stopped_early = bool(cfg.stop_after_greedy_successes) and streak >= cfg.stop_after_greedy_successes
             env_steps = int(np.asarray(metrics.pop("env_steps")).reshape(-1)[0])
             metrics.pop("iteration")
+            metrics.pop("params_finite")
             logger.log(done, env_steps, metrics)
-            if done % cfg.checkpoint_every == 0 or done == trainer.num_updates:
+            if done % cfg.checkpoint_every == 0 or done == trainer.num_updates or stopped_early:
                 runlib.save_checkpoint(manager, done, state)
+                last_checkpoint = done
+            if stopped_early:
+                break
     finish(setup, run_dir, state)
-    return metrics
+    return summarize(cfg, run_dir, read_metrics(run_dir / "metrics.jsonl"), stopped_early)
+
+
+def summarize(cfg, run_dir: Path, records: list[dict], stopped_early: bool) -> dict:
+    """What a run reached, at which env step, and where its outputs are."""
+    last = records[-1] if records else {}
+    evals = [r for r in records if r.get("eval_success_greedy") is not None]
+    first = next((r["env_steps"] for r in evals if r["eval_success_greedy"] >= 1.0), None)
+    why = (f"greedy success held for {cfg.stop_after_greedy_successes} consecutive evaluations" if stopped_early
+           else "the budget was used" if last.get("env_steps", 0) >= cfg.num_iterations * cfg.batch_size
+           else "stopped")
+    out = {"task": cfg.task, "agent": cfg.agent, "iterations": last.get("iteration", 0),
+           "env_steps": last.get("env_steps", 0), "ended": why, "first_greedy_success_env_step": first,
+           "last_eval_success_greedy": evals[-1]["eval_success_greedy"] if evals else None,
+           "last_eval_success_sampled": evals[-1]["eval_success_sampled"] if evals else None,
+           "last_training_success_rate": last.get("success_rate"), "run_dir": str(run_dir)}
+    outputs = {"curve": run_dir / "learning_curve.png", "adapter": run_dir / "adapter",
+               "metrics": run_dir / "metrics.jsonl", "tensorboard": run_dir / "tb"}
+    out.update({k: str(v) for k, v in outputs.items() if v.exists()})
+    return out
+
+
+def print_summary(summary: dict, out=sys.stdout) -> None:
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    first = summary["first_greedy_success_env_step"]
+    print(f"{summary['task']} / {summary['agent']}: {summary['iterations']} iterations, {summary['env_steps']} env "
+          f"steps; ended because {summary['ended']}", file=out)
+    print(f"  greedy success first at env step {fmt(first) if first is not None else 'never'}; last evaluation: "
+          f"greedy {fmt(summary['last_eval_success_greedy'])}, sampled {fmt(summary['last_eval_success_sampled'])}; "
+          f"training episodes' success {fmt(summary['last_training_success_rate'])}", file=out)
+    for k in ("curve", "adapter", "metrics", "tensorboard"):
+        if k in summary:
+            print(f"  {k + ':':<12} {summary[k]}", file=out)
 
 
 def finish(setup, run_dir: Path, state) -> None:
@@ -129,10 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m twosome_jax.train", description=DESCRIPTION)
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue a killed run from its latest checkpoint (uses RUN_DIR/config.yaml)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar: a one-line status every few iterations instead (also the "
+                             "default when stderr is not a terminal)")
     add_config_arguments(parser)
     args = parser.parse_args(argv)
 
+    from envs_jax.registry import UnknownEnvironment
     from twosome_jax.hub import FetchError
     from twosome_jax.model import ModelLoadError
     from twosome_jax.run import RunError, load_run_config
@@ -150,14 +235,11 @@ def main(argv: list[str] | None = None) -> int:
             if (run_dir / "config.yaml").exists():
                 parser.error(f"run directory {str(run_dir)!r} already holds a run; use --resume {run_dir} "
                              "or another --run-dir")
-        metrics = train(cfg, run_dir, resume=bool(args.resume), progress=False if args.no_progress else None)
-    except (ConfigError, RunError, ModelLoadError, FetchError) as e:
+        summary = train(cfg, run_dir, resume=bool(args.resume), progress=False if args.no_progress else None)
+    except (ConfigError, RunError, ModelLoadError, FetchError, UnknownEnvironment) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"run directory: {run_dir}")
-    if metrics:
-        print("final: " + ", ".join(f"{k}={float(__import__('numpy').mean(metrics[k])):.4g}"
-                                    for k in ("mean_return", "success_rate") if k in metrics))
+    print_summary(summary)
     return 0
 
 

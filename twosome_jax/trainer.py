@@ -213,5 +213,6 @@ class Trainer:
             success_rate=jnp.where(n > 0, jnp.sum(episodes["success"]) / safe, jnp.nan),
             mean_episode_length=jnp.where(n > 0, jnp.sum(episodes["returned_episode_lengths"]) / safe, jnp.nan),
             mean_macro_reward=traj.reward.mean(), value_mean=traj.value.mean(),
-            policy_learning_rate=self.policy_learning_rate * frac)
+            policy_learning_rate=self.policy_learning_rate * frac,
+            params_finite=jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((actor, critic))])))
         return state, metrics

@@ -1,12 +1,12 @@
 """Constants of the reference Overcooked (TWOSOME, map "A", one agent, obs radius 2).
 
-See ``shared/spec/reference-envs.md`` section 1. Grid coordinates are ``(x, y)`` with
+See ``docs/reference-notes.md`` §1. Grid coordinates are ``(x, y)`` with
 x the row (0 = top) and y the column (0 = left).
 """
 
 from __future__ import annotations
 
-# Primitive actions (spec 1.1): 0 right (y+1), 1 down (x+1), 2 left (y-1), 3 up (x-1), 4 stay.
+# Primitive actions (reference notes §1): 0 right (y+1), 1 down (x+1), 2 left (y-1), 3 up (x-1), 4 stay.
 RIGHT, DOWN, LEFT, UP, STAY = 0, 1, 2, 3, 4
 # (dx, dy) of each primitive action, indexed by action.
 ACTION_DELTAS = ((0, 1), (1, 0), (0, -1), (-1, 0), (0, 0))

@@ -40,7 +40,7 @@ class Overcooked(environment.Environment[EnvState, EnvParams]):
       episode's primitive steps, the reference ``info["episode"]["r"]``),
       ``returned_episode_lengths`` (primitive steps, ``info["episode"]["l"]``),
       ``returned_episode_macro_lengths`` (macro steps) - the last three are zero unless done.
-    * observation: the reference policy vector (spec 1.3) as int32 (18 or 26 entries).
+    * observation: the reference policy vector (reference notes §1) as int32 (18 or 26 entries).
 
     ``nav``: ``"table"`` (default) looks navigation up in a table built with the reference A*
     for the open room, exact on every reachable state and much faster under ``vmap``;

@@ -1,4 +1,4 @@
-"""Game logic of the reference Overcooked in plain ``jax.numpy`` (spec 1.3-1.9).
+"""Game logic of the reference Overcooked in plain ``jax.numpy`` (reference notes §1).
 
 Every function here is pure, works on one environment (``vmap`` it for a batch) and uses only
 bounded loops, so it is ``jit``/``vmap``-able. The ``task`` argument (a static
@@ -15,8 +15,8 @@ on border cells (counters, boards, delivery) or in the agent's hand / in the pla
   plate's coordinates).
 * ``food_held[f]``, ``food_in_plate[f]``, ``plate_held``: who holds what.
 * ``mem``: the agent's remembered position of every movable item (foods, then the plate); knives,
-  the delivery and the agent never move, so their memory is exact and not stored (spec 1.4).
-* ``chops``: the chop macro's counter (spec 1.6).
+  the delivery and the agent never move, so their memory is exact and not stored (reference notes §1).
+* ``chops``: the chop macro's counter (reference notes §1).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _update_memory(task: Task, state: EnvState) -> EnvState:
 
 
 def belief_grid(task: Task, state: EnvState) -> jax.Array:
-    """The belief grid B (spec 1.4): int32[7, 7], rebuilt from memory, items in list order."""
+    """The belief grid B (reference notes §1): int32[7, 7], rebuilt from memory, items in list order."""
     lay = task.layout
     g = np.full((C.GRID_SIZE, C.GRID_SIZE), C.COUNTER, np.int32)
     g[1:-1, 1:-1] = C.SPACE
@@ -126,7 +126,7 @@ def belief_grid(task: Task, state: EnvState) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------------
-# A* with CPython heapq semantics (spec 1.7)
+# A* with CPython heapq semantics (reference notes §1)
 # --------------------------------------------------------------------------------------------
 _HEAP_CAP = 64  # > 49 cells; every cell is pushed at most once
 _HEAP_DEPTH = 6  # ceil(log2(64)): enough sift iterations for any heap of <= 64 nodes
@@ -199,7 +199,7 @@ def _heap_pop(heap, size):
 def navigate(belief: jax.Array, agent: jax.Array, target: jax.Array) -> jax.Array:
     """First primitive action of the reference A* path from ``agent`` to ``target`` on ``belief``.
 
-    A literal port of spec 1.7: nodes ``(x, y, g, f, first)`` in a binary heap with the
+    A literal port of the reference's A* (reference notes §1): nodes ``(x, y, g, f, first)`` in a binary heap with the
     ``f <=`` predicate, expansion order right, left, down, up, the target test made on every
     unseen neighbour (passable or not). Returns ``STAY`` if the target is unreachable.
     """
@@ -343,7 +343,7 @@ def reset_state(task: Task) -> EnvState:
 
 
 def policy_obs(task: Task, state: EnvState) -> jax.Array:
-    """The reference policy observation (spec 1.3) as int32[obs_dim]."""
+    """The reference policy observation (reference notes §1) as int32[obs_dim]."""
     lay = task.layout
     agent = state.agent
     parts = []
@@ -363,7 +363,7 @@ def policy_obs(task: Task, state: EnvState) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------------
-# primitive step (spec 1.5)
+# primitive step (reference notes §1)
 # --------------------------------------------------------------------------------------------
 def prim_step(task: Task, params: EnvParams, state: EnvState, a: jax.Array):
     """One primitive action on the true state. Returns (state, reward, done, delivered)."""
@@ -483,7 +483,7 @@ def prim_step(task: Task, params: EnvParams, state: EnvState, a: jax.Array):
 
 
 # --------------------------------------------------------------------------------------------
-# macro actions (spec 1.6)
+# macro actions (reference notes §1)
 # --------------------------------------------------------------------------------------------
 def _macro_target(task: Task, state: EnvState, m: jax.Array) -> jax.Array:
     """Target cell of macro ``m`` (memory for items; fixed cells for boards and delivery)."""
@@ -587,7 +587,7 @@ def _post_check(task: Task, state: EnvState, m: jax.Array) -> jax.Array:
 
 
 def macro_step(task: Task, params: EnvParams, state: EnvState, m: jax.Array, nav: str = "table"):
-    """Run macro ``m`` to completion (spec 1.6).
+    """Run macro ``m`` to completion (reference notes §1).
 
     Returns ``(state, reward, done, steps, prims)``: the macro reward
     sum_k 0.99^k r_k (float32), the done flag of the last primitive step, the number of primitive

@@ -1,4 +1,4 @@
-"""Static layouts and task table (spec 0, 1.2, 1.3, 1.6).
+"""Static layouts and task table (reference notes §1).
 
 Everything here is plain Python / numpy and fixed at environment construction; the jitted
 game logic closes over it.
@@ -48,7 +48,7 @@ class Layout:
     def agent_obs_index(self) -> int:
         return 3 * self.num_foods + 2 * (1 + self.num_knives + 1)
 
-    # ---- macro actions (spec 1.6) -------------------------------------------------------
+    # ---- macro actions (reference notes §1) -------------------------------------------------------
     @property
     def macro_names(self) -> tuple[str, ...]:
         names = [f"get {f}" for f in self.foods] + ["get plate 1"]
@@ -67,16 +67,6 @@ class Layout:
             g[k] = C.KNIFE
         g[self.delivery] = C.DELIVERY
         return g
-
-    def ascii(self) -> str:
-        g = self.base_grid()
-        ch = {C.SPACE: ".", C.COUNTER: "#", C.KNIFE: "K", C.DELIVERY: "D"}
-        rows = [[ch[int(v)] for v in row] for row in g]
-        for f, (x, y) in zip(self.foods, self.food_spawn):
-            rows[x][y] = f[0].upper()
-        rows[self.plate_spawn[0]][self.plate_spawn[1]] = "P"
-        rows[self.agent_start[0]][self.agent_start[1]] = "A"
-        return "\n".join(" ".join(r) for r in rows)
 
 
 TASK0_LAYOUT = Layout(

@@ -1,4 +1,4 @@
-"""Overcooked observation -> text (spec section 2), in Python and compiled for a tokenizer.
+"""Overcooked observation -> text (reference notes §1), in Python and compiled for a tokenizer.
 
 Python: :func:`describe` maps a policy observation to ``(prompt, actions)`` exactly as the
 reference's obs->text does (typos, ``str.capitalize`` and all).
@@ -269,7 +269,7 @@ def action_variant_ids(ft: Features, task: Task | str) -> list[int]:
 
 
 def describe(obs: Sequence[int], task: Task | str = "tomato_salad") -> tuple[str, list[str]]:
-    """The reference obs->text: ``(prompt, actions)`` for a policy observation (spec 2).
+    """The reference obs->text: ``(prompt, actions)`` for a policy observation (reference notes §1).
 
     ``actions[i]`` always describes macro action ``i``. Raises ``IndexError`` where the
     reference does (task 0, agent at (2,1) with an empty hand: Q7, unreachable).

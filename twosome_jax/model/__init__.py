@@ -7,7 +7,6 @@ from .llama import (
     LoRAConfig,
     LoRAParam,
     causal_mask,
-    count_params,
     segment_mask,
 )
 from .functional import (
@@ -15,7 +14,6 @@ from .functional import (
     apply_hidden_cached,
     apply_lm_head,
     apply_logits,
-    merge_model,
     split_model,
     token_logprobs,
 )
@@ -32,7 +30,7 @@ from .loading import (
 
 __all__ = [
     "ALL_TARGETS", "Generation", "KVCache", "LlamaConfig", "Llama", "LoRAConfig", "LoRAParam", "ModelLoadError",
-    "apply_hidden", "apply_hidden_cached", "apply_lm_head", "apply_logits", "causal_mask", "clear_weight_cache", "count_params",
-    "default_dtype", "generate", "hf_state_dict", "load_model", "save_hf_checkpoint", "merge_model", "resolve_spec", "pad_prompts", "rope_inv_freq",
+    "apply_hidden", "apply_hidden_cached", "apply_lm_head", "apply_logits", "causal_mask", "clear_weight_cache",
+    "default_dtype", "generate", "hf_state_dict", "load_model", "save_hf_checkpoint", "resolve_spec", "pad_prompts", "rope_inv_freq",
     "segment_mask", "split_model", "token_logprobs",
 ]

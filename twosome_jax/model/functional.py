@@ -21,10 +21,6 @@ def split_model(model: Llama):
     return graphdef, base, lora
 
 
-def merge_model(graphdef, base, lora) -> Llama:
-    return nnx.merge(graphdef, base, lora)
-
-
 def apply_hidden(graphdef, base, lora, input_ids, positions=None, attention_mask=None,
                  use_lora: bool = True):
     """Final-RMSNorm hidden state [B,T,D] float32. Pure: safe under jit/grad/vmap."""
@@ -55,8 +51,3 @@ def token_logprobs(logits, targets):
     """log softmax(logits)[..., targets] in float32. logits [..., V], targets int [...]."""
     lp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     return jnp.take_along_axis(lp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
-
-
-def gather_logprobs_from_hidden(graphdef, base, lora, hidden, targets):
-    """Log-probs of ``targets`` [B,T] given ``hidden`` [B,T,D] (positions already shifted)."""
-    return token_logprobs(apply_lm_head(graphdef, base, lora, hidden), targets)

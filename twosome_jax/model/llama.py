@@ -19,17 +19,26 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
+
+from twosome_jax.choices import LORA_TARGETS
 
 from .config import LlamaConfig, rope_inv_freq
 from .kv_cache import KVCache
 
-ALL_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+ALL_TARGETS = LORA_TARGETS  # the projections LoRA can adapt (twosome_jax.choices)
 
 
 class LoRAParam(nnx.Variable):
     """Trainable LoRA adapter weights (deliberately not a subclass of ``nnx.Param``)."""
+
+
+def init_lora_a(key, shape) -> jax.Array:
+    """PEFT's initial LoRA A: kaiming_uniform(a=sqrt(5)) on the torch [r, in] weight, i.e.
+    U(-1/sqrt(in), 1/sqrt(in)), stored as [..., in, r] in float32 (B starts at 0, so the
+    adapted model starts equal to the base)."""
+    bound = 1.0 / math.sqrt(shape[-2])
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,15 +75,9 @@ class StackedLinear(nnx.Module):
         self.kernel = nnx.Param(init(key, (num_layers, in_features, out_features), jnp.float32).astype(config.param_dtype))
         self.dtype = config.dtype
         if lora is not None:
-            # PEFT: A ~ kaiming_uniform(a=sqrt(5)) on the [r, in] torch weight, i.e.
-            # U(-1/sqrt(in), 1/sqrt(in)); B = 0. Stored as [in, r] and [r, out], float32.
             # The key derives from this layer's kernel key, so base weights do not depend on
             # whether (or where) adapters are attached.
-            bound = 1.0 / math.sqrt(in_features)
-            self.lora_a = LoRAParam(
-                jax.random.uniform(jax.random.fold_in(key, 1), (num_layers, in_features, lora.rank),
-                                   jnp.float32, -bound, bound)
-            )
+            self.lora_a = LoRAParam(init_lora_a(jax.random.fold_in(key, 1), (num_layers, in_features, lora.rank)))
             self.lora_b = LoRAParam(jnp.zeros((num_layers, lora.rank, out_features), jnp.float32))
             self.lora_scaling = lora.scaling
         else:
@@ -318,10 +321,3 @@ def segment_mask(segment_ids):
     tri = jnp.tril(jnp.ones((T, T), bool))
     same = (s[:, :, None] == s[:, None, :]) & (s[:, None, :] > 0)
     return tri[None] & same
-
-
-def count_params(model) -> dict:
-    base = nnx.state(model, nnx.Param)
-    lora = nnx.state(model, LoRAParam)
-    n = lambda st: int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(st)))
-    return {"base": n(base), "lora": n(lora)}
