@@ -232,8 +232,8 @@ PARITY_ITEMS = [  # different context and choice lengths and counts; a context e
 ]
 
 
-@pytest.mark.parametrize("implementation", ["packed", "naive"])
-def test_choice_logliks_equal_torch(tiny_dir, implementation):
+@pytest.mark.parametrize("implementation,compile_tokens,num_batches", [("packed", 0, 9), ("naive", 200, 11)])
+def test_choice_logliks_equal_torch(tiny_dir, implementation, compile_tokens, num_batches):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from twosome_jax.model import load_model, split_model
@@ -244,12 +244,23 @@ def test_choice_logliks_equal_torch(tiny_dir, implementation):
     items = PARITY_ITEMS * 3
     encoded = encode_items(tok, items, config.max_position_embeddings)
     score = make_scorer(*split_model(model), implementation=implementation)
-    # a small token budget: 4 buckets, 2 or 3 batches each, the last filled up with copies
-    assert len(plan_batches(encoded, 5, batch_tokens=96)) == 9
-    ours = score_items(score, encoded, num_choices=5, batch_tokens=96)
+    # a small token budget: 4 buckets (2 when merged), several batches each, the last filled up with copies
+    assert len(plan_batches(encoded, 5, batch_tokens=96, compile_tokens=compile_tokens)) == num_batches
+    ours = score_items(score, encoded, num_choices=5, batch_tokens=96, compile_tokens=compile_tokens)
     ref = _torch_logliks(ref_model, tok, PARITY_ITEMS) * 3
     for o, r in zip(ours, ref, strict=True):
         np.testing.assert_allclose(o, r, atol=TOL, rtol=0)
+
+
+def test_small_buckets_merge_while_cheaper_than_a_compilation():
+    from twosome_jax.nlp_scoring import Encoded, plan_batches
+
+    short = [Encoded(list(range(1, 11)), [[5, 6], [7]]) for _ in range(3)]  # P 10 -> 16, S 3 -> 8
+    long = [Encoded(list(range(1, 21)), [[5], [6]])]  # P 20 -> 24, S 2 -> 8
+    shapes = lambda c: [(b.tokens.prompt_ids.shape, list(b.rows)) for b in plan_batches(short + long, 2, 4096, c)]
+    # merging the short bucket into the long one pads 3 items by 8 positions: 24
+    assert shapes(24) == [((4, 16), [0, 1, 2, -1]), ((1, 24), [3])]
+    assert shapes(25) == [((4, 24), [0, 1, 2, 3])]
 
 
 def test_context_truncated_on_the_left_to_fit():

@@ -15,10 +15,14 @@ sequence per (item, choice), lm-eval's and Hugging Face's way, kept for the benc
 
 Items are bucketed by padded length, so MMLU's long professional-law prompts do not pad the
 short ones: the context length and the packed choice tokens each round up to a ladder of sizes
-(steps of at most 1.5x; the bucket's longest choice sets the width of its choice table), and a
-bucket's batch holds as many items as fit a token budget (a power of two, at most the bucket's
-size rounded up). Each distinct shape is one compilation; a bucket's last batch is filled up
-with copies of its first item, whose scores are dropped.
+(steps of at most 1.5x). Each bucket is one batch shape, hence one compilation, so small buckets
+are merged into larger ones while that is cheaper: a bucket joins the smallest bucket at least
+as long in both lengths as long as the padding this adds (its items times the extra positions)
+is worth less than one compilation, ``compile_tokens`` positions (about 1k on a CPU, where a
+compilation of SmolLM2 costs a few seconds, many more on an accelerator, where the positions are
+cheap). A bucket's batch holds as many items as fit a token budget (a power of two, at most the
+bucket's size rounded up; the bucket's longest choice sets the width of its choice table), and
+its last batch is filled up with copies of its first item, whose scores are dropped.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ from twosome_jax.scoring import action_logprobs
 
 TARGET_DELIMITER = " "
 DEFAULT_BATCH_TOKENS = 8192
+
+
+def default_compile_tokens() -> int:
+    """Token positions one compilation is worth on this backend (see the module docstring)."""
+    return 1024 if jax.default_backend() == "cpu" else 65536
 
 
 class EncodingError(ValueError):
@@ -98,12 +107,30 @@ def _shape(e: Encoded) -> tuple[int, int]:
     return ladder(len(e.context), 16), ladder(sum(map(len, e.continuations)), 8)
 
 
-def plan_batches(encoded: Sequence[Encoded], num_choices: int,
-                 batch_tokens: int = DEFAULT_BATCH_TOKENS) -> list[Batch]:
-    """Bucket the items by padded shape and cut each bucket into equal-shape batches."""
+def _merge_small_buckets(buckets: dict[tuple[int, int], list[int]], compile_tokens: int) -> None:
+    """Merge buckets, cheapest first, while a merge's added padding is below ``compile_tokens``."""
+    while True:
+        best = None
+        for (P, S), members in buckets.items():
+            for (P2, S2) in buckets:
+                if (P2, S2) != (P, S) and P2 >= P and S2 >= S:
+                    cost = len(members) * (P2 + S2 - P - S)
+                    if cost < compile_tokens and (best is None or cost < best[0]):
+                        best = (cost, (P, S), (P2, S2))
+        if best is None:
+            return
+        _, small, large = best
+        buckets[large] = sorted(buckets[large] + buckets.pop(small))
+
+
+def plan_batches(encoded: Sequence[Encoded], num_choices: int, batch_tokens: int = DEFAULT_BATCH_TOKENS,
+                 compile_tokens: int | None = None) -> list[Batch]:
+    """Bucket the items by padded shape (merging small buckets, see the module docstring; default
+    ``compile_tokens``: this backend's) and cut each bucket into equal-shape batches."""
     buckets: dict[tuple[int, int], list[int]] = {}
     for i, e in enumerate(encoded):
         buckets.setdefault(_shape(e), []).append(i)
+    _merge_small_buckets(buckets, default_compile_tokens() if compile_tokens is None else compile_tokens)
     batches = []
     for (P, S), members in sorted(buckets.items()):
         L = ladder(max(len(c) for i in members for c in encoded[i].continuations), 4)
@@ -151,11 +178,12 @@ def make_scorer(graphdef, base, lora, *, implementation: str = "packed", use_lor
 
 
 def score_items(score: Callable, encoded: Sequence[Encoded], num_choices: int, *,
-                batch_tokens: int = DEFAULT_BATCH_TOKENS, progress=None) -> list[np.ndarray]:
+                batch_tokens: int = DEFAULT_BATCH_TOKENS, compile_tokens: int | None = None,
+                progress=None) -> list[np.ndarray]:
     """Each item's choice log-likelihoods (in item order). ``progress``: a tqdm-like bar updated
     with the number of items done."""
     out: list[np.ndarray | None] = [None] * len(encoded)
-    for batch in plan_batches(encoded, num_choices, batch_tokens):
+    for batch in plan_batches(encoded, num_choices, batch_tokens, compile_tokens):
         lls = score(batch)
         real = batch.rows >= 0
         for r, row in zip(batch.rows[real], lls[real]):
