@@ -1,16 +1,18 @@
 """Compaction stages of ``Overcooked.step_batch`` compared side by side (8192 environments).
 
-    python benchmarks/env_stages.py [--rounds 5] [--json FILE]
+    python benchmarks/env_stages.py [--rounds 5] [--block-size 1024] [--json FILE]
 
 ``game.macro_step_batch`` runs a macro's primitive steps in stages ``(d, n)``: up to ``N // d``
 still-running macros are gathered into a buffer and advanced at most ``n`` steps; a last
 vmapped loop over all ``N`` lanes finishes whatever did not fit. Which stages pay depends on how
 long the macros run (random actions: 39-43% of the macros still run after 2 primitive steps,
-20-23% after 5, 6-7% after 7; the script prints these survival rates too). Every variant
+20-23% after 5, 6-7% after 7, benchmarks/results/env_stages_2026-11-22_6aa8268.json; the
+script prints these survival rates too). Every variant
 computes the same states and rewards (checked here, bit for bit); the table gives each one's
 macro steps/s under ``map_blocks`` (1024 environments at a time, as ``test_env.py``'s
-``-batch-blocked`` case) and its ratio to the default, rounds interleaved so that load drifts
-hit all variants alike.
+``-batch-blocked`` case; ``--block-size`` changes the block) and its ratio to the default, rounds
+interleaved so that load drifts hit all variants alike. ``--json`` also records the date, commit
+and machine (``report.provenance``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import jax
@@ -26,11 +29,15 @@ import numpy as np
 import envs_jax
 from envs_jax.overcooked import constants as C
 from envs_jax.overcooked import game
+from envs_jax.vector import BLOCK_SIZE
+
+sys.path.insert(0, os.path.dirname(__file__))
+from report import provenance  # noqa: E402
 
 M = C.MAX_MACRO_PRIMS
 VARIANTS = {
     "default": game.BATCH_STAGES,
-    "session-2": ((1, 2), (2, 3), (4, M)),
+    "three-stage": ((1, 2), (2, 3), (4, M)),  # the default before ea281b8
     "short-first": ((1, 1), (2, 1), (2, 3), (4, 3), (16, M)),
     "last-sixth": ((1, 2), (2, 3), (3, 2), (6, M)),
 }
@@ -38,8 +45,9 @@ TASKS = ("tomato_salad", "lettuce_tomato_salad")
 NUM_ENVS, STEPS = 8192, 64
 
 
-def rollout_fn(env, params, stages):
-    batched = envs_jax.map_blocks(lambda k, s, a, p: env.step_batch(k, s, a, p, stages=stages), in_axes=(0, 0, 0, None))
+def rollout_fn(env, params, stages, block_size=BLOCK_SIZE):
+    batched = envs_jax.map_blocks(lambda k, s, a, p: env.step_batch(k, s, a, p, stages=stages), in_axes=(0, 0, 0, None),
+                                  block_size=block_size)
 
     @jax.jit
     def rollout(key, state):
@@ -58,17 +66,17 @@ def rollout_fn(env, params, stages):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--block-size", type=int, default=BLOCK_SIZE, help="environments per map_blocks block")
     ap.add_argument("--json", help="also write the results to this JSON file")
     args = ap.parse_args()
-    results = {"jax": jax.__version__, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "num_envs": NUM_ENVS, "steps_per_call": STEPS, "stages": {k: list(v) for k, v in VARIANTS.items()},
-               "rows": []}
+    results = {"jax": jax.__version__, **provenance(), "num_envs": NUM_ENVS, "steps_per_call": STEPS,
+               "block_size": args.block_size, "stages": {k: list(v) for k, v in VARIANTS.items()}, "rows": []}
     print("| task | stages | macro steps/s (best) | (mean) | x default |")
     print("|---|---|---:|---:|---:|")
     for task in TASKS:
         env, params = envs_jax.make(task)
         _, state0 = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(0), NUM_ENVS), params)
-        fns = {name: rollout_fn(env, params, stages) for name, stages in VARIANTS.items()}
+        fns = {name: rollout_fn(env, params, stages, args.block_size) for name, stages in VARIANTS.items()}
         outs = {name: jax.block_until_ready(f(jax.random.key(1), state0)) for name, f in fns.items()}
         for name, out in outs.items():
             same = all(bool((a == b).all()) for a, b in zip(jax.tree.leaves(outs["default"]), jax.tree.leaves(out)))

@@ -12,7 +12,8 @@ group's distinct observations may be scored at (``Trainer.distinct_sizes``). For
 it also reports how many distinct observations random groups of the fresh-state rollout hold
 (the update shuffles the batch, then takes groups of ``policy_group_size`` rows). The update's
 remainder (GAE, critic MLP updates, optimizer) is the iteration minus the rollout minus the
-policy forward+backward passes.
+policy forward+backward passes. The JSON on stdout also records the date, commit and machine
+(``report.provenance``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+from report import provenance  # noqa: E402
 from train_setup import make_setup, variant  # noqa: E402
 
 
@@ -54,8 +56,8 @@ def main():
     from twosome_jax.scoring import critic_features
 
     cfg, setup, reach, S = make_setup(args.model)
-    out = {"model": args.model, "jax": jax.__version__, "loadavg": os.getloadavg(), "action_tokens_max": S,
-           "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out = {"model": args.model, "jax": jax.__version__, "action_tokens_max": S,
+           **provenance()}
     n, T = cfg.num_envs, cfg.num_steps
     env, params = setup.env, setup.env_params
     for name in args.variants:

@@ -1,24 +1,61 @@
 """Markdown tables from pytest-benchmark JSON files (scoring ratios measured in the same run).
 
     python benchmarks/report.py RESULT.json [MORE.json ...]
+
+:func:`provenance` is what the stand-alone scripts (``env_stages.py``, ``profile_iteration.py``)
+write into their JSON so that every result file names its commit and machine, as
+pytest-benchmark's ``commit_info`` and ``machine_info`` do for the suites.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
+import subprocess
 import sys
+import time
 from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _git(*args) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def provenance() -> dict:
+    """Date, commit (and whether the working tree differed from it) and machine of a measurement."""
+    cpu, mem_gb = platform.processor(), None
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), cpu)
+        mem = Path("/proc/meminfo").read_text().splitlines()
+        kb = next(int(ln.split()[1]) for ln in mem if ln.startswith("MemTotal:"))
+        mem_gb = round(kb / 2**20, 1)
+    except (OSError, StopIteration, ValueError):
+        pass
+    return {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+            "machine": {"cpu": cpu, "cpu_count": os.cpu_count(), "mem_total_gib": mem_gb,
+                        "loadavg": list(os.getloadavg())}}
 
 
 def _cases(paths):
-    machine, out = None, []
+    machine, commits, out = None, [], []
     for p in paths:
         data = json.load(open(p))
         machine = machine or data.get("machine_info", {})
+        c = data.get("commit_info", {})
+        commits.append(f"{p}: {c.get('id', '?')[:7]}" + (" (+ uncommitted changes)" if c.get("dirty") else ""))
         for b in data["benchmarks"]:
             out.append(b)
-    return machine, out
+    return machine, commits, out
 
 
 def scoring_table(benches):
@@ -81,10 +118,11 @@ def train_table(benches):
 
 
 def main():
-    machine, benches = _cases(sys.argv[1:])
+    machine, commits, benches = _cases(sys.argv[1:])
     keys = ("node", "cpu_count", "jax", "jax_backend", "date_utc", "date_utc_when_saved", "loadavg_when_saved", "loadavg_at_start")
     cpu = machine.get("cpu", {}).get("brand_raw", "")
-    print("Machine: " + cpu + "; " + ", ".join(f"{k}={machine.get(k)}" for k in keys) + "\n")
+    print("Machine: " + cpu + "; " + ", ".join(f"{k}={machine.get(k)}" for k in keys))
+    print("Commit: " + "; ".join(commits) + "\n")
     for table in (scoring_table(benches), env_table(benches), train_table(benches)):
         if table:
             print(table)

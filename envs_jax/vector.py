@@ -17,7 +17,11 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-BLOCK_SIZE = 1024  # the best of 256-2048 for Overcooked on the 2-core CI machine
+# 1024: the fastest of the block sizes 256-2048 tried for Overcooked on a 2-core AMD EPYC when
+# this was added (0986b69, 2026-11-21; no result file records that sweep). The -N8192-blocked
+# rows of benchmarks/test_env.py use it; `python benchmarks/env_stages.py --block-size N` times
+# another size.
+BLOCK_SIZE = 1024
 
 
 def vmap_blocked(fn: Callable, in_axes: int | None | Sequence[int | None] = 0, block_size: int = BLOCK_SIZE):

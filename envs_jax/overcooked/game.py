@@ -635,9 +635,10 @@ def _macro_end(c):
 # longest lane: after 2 steps 39-43% of the macros are still running, after 5 20-23%, after 7
 # 6-7% (tomato / lettuce-tomato salad). Each buffer leaves a margin over its survivors (a
 # quarter-size buffer after 5 steps is a thin one for lettuce-tomato salad), since whatever does
-# not fit goes through the final loop over every lane. benchmarks/env_stages.py compares stage
-# lists side by side: this one and the session-2 list ((1, 2), (2, 3), (4, 16)) are within a
-# few percent of each other on both tasks.
+# not fit goes through the final loop over every lane. `python benchmarks/env_stages.py` compares
+# stage lists side by side: this one is 1.02x / 1.05x the three-stage list ((1, 2), (2, 3),
+# (4, 16)) it replaced in ea281b8 (tomato / lettuce-tomato salad, 8192 environments; 2026-11-22 at
+# 6aa8268, benchmarks/results/env_stages_2026-11-22_6aa8268.json).
 BATCH_STAGES = ((1, 2), (2, 3), (3, 2), (8, C.MAX_MACRO_PRIMS))
 
 
