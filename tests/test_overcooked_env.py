@@ -110,7 +110,7 @@ def test_reset_observations_and_spec_examples():
     obs, _ = env3.reset(KEY, p3)
     assert obs.tolist() == [0, 5, 0, 1, 6, 0, 2, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 4,
                             0, 0, 0, 1, 0, 0, 0]
-    # spec 1.8: the optimal task-0 episode
+    # the optimal task-0 episode (reference notes §1)
     env0, p0, step = single_step("tomato_salad")
     _, s = env0.reset(KEY, p0)
     want = [("03", -0.00199), ("22222", -0.00490099501), ("222", 0.19304990000000002),
