@@ -55,7 +55,7 @@ def spec_goal(mdp: str, o) -> bool:
 def test_every_fsm_transition_is_reproduced(mdp):
     """BFS over the env's graphs under every action; the map graph -> FSM state is consistent
     (same observation, the same succeed flag and the mapped successor under every action) and
-    onto all FSM states. The goal (reward 1 and done, spec 3.5) holds on the same observations
+    onto all FSM states. The goal (reward 1 and done, reference notes §2) holds on the same observations
     as the spec's formula."""
     env = VirtualHome(mdp)
     r = enumerate_reachable(mdp)

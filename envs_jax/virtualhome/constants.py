@@ -1,4 +1,4 @@
-"""Episode constants and action verbs of the reference VirtualHome tasks (spec section 3)."""
+"""Episode constants and action verbs of the reference VirtualHome tasks (reference notes §2)."""
 
 from __future__ import annotations
 

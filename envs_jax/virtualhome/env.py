@@ -109,7 +109,7 @@ class VirtualHome(environment.Environment[EnvState, EnvParams]):
         return obs, state, reward, done, info
 
     def is_goal(self, obs: jax.Array) -> jax.Array:
-        """bool [...]: the observation is the task's goal (reward 1, done; spec 3.5)."""
+        """bool [...]: the observation is the task's goal (reward 1, done; reference notes §2)."""
         return self.mdp.goal(dict(zip(self.mdp.obs_keys, jnp.moveaxis(obs, -1, 0))))
 
     def get_obs(self, state: EnvState, params: EnvParams | None = None, key=None) -> jax.Array:

@@ -3,7 +3,7 @@
 One env step executes one script line (``[WALK] <pancake> (62)``) on the graph of
 :mod:`~envs_jax.virtualhome.scene`, as the reference's evolving-graph executors do
 (``virtual-home/virtual_home/simulation/evolving_graph/execution.py`` and the POMDP mask of
-``envs/graph_env_v1.py``, github.com/WeihaoTan/TWOSOME @ 9694566; spec section 3.4):
+``envs/graph_env_v1.py``, github.com/WeihaoTan/TWOSOME @ 9694566; reference notes §2):
 
 * **Visibility.** The character sees the four rooms, what it holds, and every object inside its
   room (through containers), except objects inside a closed container. An action whose object

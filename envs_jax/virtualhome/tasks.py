@@ -1,12 +1,12 @@
 """The VirtualHome tasks: their actions, observation keys and goals, and the text variants.
 
-Two simulator tasks (spec section 3): food preparation (the reference's ``VirtualHome-v1``: heat
+Two simulator tasks (reference notes §2): food preparation (the reference's ``VirtualHome-v1``: heat
 the pancake in the microwave) and entertainment (``VirtualHome-v2``: watch TV with chips and
 milk). The unseen-task tests of POAD (github.com/morning9393/ADRL @ 5ec1aa5,
 ``mappo/envs/virtualhome/virtualhome_variants.py``) are *text* variants of food preparation: the
 same MDP, node ids and script lines, with the object noun ``pancake`` and the container noun
 ``microwave`` of the prompt and the action strings replaced
-(``shared/spec/reference-envs-variants.md``). A :class:`Task` is therefore an :class:`MDP` plus
+(ADRL @ 5ec1aa5, ``mappo/envs/virtualhome/virtualhome_<variant>.py``; reference notes §2). A :class:`Task` is therefore an :class:`MDP` plus
 the two nouns its text uses.
 """
 

@@ -2,7 +2,7 @@
 
 These are the obs->text methods of the *policy* files, which training uses
 (``twosome/virtualhome/policy_v1.py`` and ``policy_v2.py``, github.com/WeihaoTan/TWOSOME @
-9694566; spec section 3.6), not the differently worded ones of the env files (Q14). The odd text
+9694566; reference notes §2), not the differently worded ones of the env files (Q14). The odd text
 is data and stays verbatim (Q16): "not opend", "the them", "You are in the bathroom. and notice
 nothing useful.", the repeated "Currently, you have grabbed the chips in hand." sentence, "The TV
 is not close to you." at the coffee table. Food preparation's text takes the variant's nouns
