@@ -177,6 +177,11 @@ def test_cli_precedence_defaults_yaml_flags_set(tmp_path):
     assert (c.seed, c.model, c.total_timesteps, c.run_dir, c.agent) == (4, "tiny-random", 256, "out", "saycan")
     assert c.gamma == 0.5 and c.num_seeds == 3
     assert config_from_args(p.parse_args([])) == TrainConfig()
+    # --task, what people type first; an env id names the same task
+    assert config_from_args(p.parse_args(["--task", "lettuce_tomato_salad"])).task == "lettuce_tomato_salad"
+    assert config_from_args(p.parse_args(["--task", "VirtualHome-Cheese-v0"])).task == "cheese"
+    with pytest.raises(ConfigError, match="task='cheese_salad' is invalid; accepted: tomato_salad"):
+        config_from_args(p.parse_args(["--task", "cheese_salad"]))
 
 
 def test_config_files_layer_left_to_right(tmp_path):

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from envs_jax.registry import TASK_NAMES
+from envs_jax.registry import ENV_IDS, TASK_NAMES
 from twosome_jax.choices import AGENTS, DTYPES, LORA_TARGETS, NORMALIZATIONS, SCORINGS
 
 # The environment registry imports neither JAX nor any environment, so validating a config does not.
@@ -107,6 +107,8 @@ class TrainConfig:
         # hashable and typed however it was built, then check the values.
         for name in FIELDS:
             object.__setattr__(self, name, _coerce(name, getattr(self, name)))
+        if self.task in ENV_IDS:  # an env id names its task
+            object.__setattr__(self, "task", ENV_IDS[self.task])
         _validate(self)
 
     # ------------------------------------------------------------------ derived sizes
