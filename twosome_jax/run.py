@@ -105,10 +105,11 @@ def save_checkpoint(manager, step: int, state) -> None:
     manager.wait_until_finished()
 
 
-def restore_checkpoint(manager, abstract_state, step: int | None = None, *, warn=None):
+def restore_checkpoint(manager, abstract_state, step: int | None = None, *, warn=None, set_aside: bool = False):
     """Restore ``step`` into the structure of ``abstract_state``; by default the newest complete
     checkpoint that restores, falling back past damaged ones (a copy cut short, a full disk)
-    and reporting each through ``warn(message)``."""
+    and reporting each through ``warn(message)``. ``set_aside`` (a run that will save those
+    steps again) moves the damaged ones out of the manager's directory; readers leave them."""
     import orbax.checkpoint as ocp
 
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_state)
@@ -127,10 +128,11 @@ def restore_checkpoint(manager, abstract_state, step: int | None = None, *, warn
                 warn(f"{problems[-1]}; trying an older one")
             continue
         if problems:
-            _set_aside(manager, [d for d in steps if d > s])
+            if set_aside:
+                _set_aside(manager, [d for d in steps if d > s])
             if warn is not None:
-                warn(f"resuming from checkpoint {s}, the newest that restores (the damaged ones are kept in "
-                     f"{Path(manager.directory).parent / DAMAGED_DIR})")
+                kept = f" (the damaged ones are kept in {Path(manager.directory).parent / DAMAGED_DIR})" if set_aside else ""
+                warn(f"resuming from checkpoint {s}, the newest that restores{kept}")
         return s, state
     raise RunError(f"no checkpoint in {manager.directory} can be restored ({'; '.join(problems)})")
 

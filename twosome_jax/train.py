@@ -93,7 +93,8 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
     manager = runlib.checkpoint_manager(run_dir, keep=cfg.keep_checkpoints)
     notes = []
     if resume and manager.all_steps():
-        step, state = runlib.restore_checkpoint(manager, jax.eval_shape(init, keys), warn=notes.append)
+        step, state = runlib.restore_checkpoint(manager, jax.eval_shape(init, keys), warn=notes.append,
+                                               set_aside=True)
     elif resume:  # killed before its first checkpoint: start again from the saved config
         step, state = 0, init(keys)
     else:
