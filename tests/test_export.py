@@ -4,6 +4,7 @@ import json
 
 import jax.numpy as jnp
 import numpy as np
+from conftest import randomize_model
 import pytest
 from flax import nnx
 
@@ -23,14 +24,7 @@ TOL = 1e-4
 
 def _randomize(model, seed):
     """Give every base weight and every adapter (B included) clearly nonzero random values."""
-    rng = np.random.default_rng(seed)
-    for kind, std in ((nnx.Param, 0.15), (LoRAParam, 0.3)):
-        state = nnx.state(model, kind)
-        for path, var in nnx.to_flat_state(state):
-            shape = var.get_value().shape
-            value = 1.0 + 0.2 * rng.standard_normal(shape) if path[-1] == "scale" else std * rng.standard_normal(shape)
-            var.set_value(jnp.asarray(value, jnp.float32))
-        nnx.update(model, state)
+    randomize_model(model, seed)
 
 
 def _write_hf_checkpoint(model, config, path):

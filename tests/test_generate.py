@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from conftest import randomize_model
 import pytest
 from flax import nnx
 
@@ -27,14 +27,7 @@ WIDTH = 20  # prompt width of the tiny batches: padding past the longest prompt 
 def _perturb(model, seed):
     """Clearly nonzero random base weights and adapters, so that greedy choices are decisive
     (the default init gives near-uniform logits) and the adapters change them."""
-    rng = np.random.default_rng(seed)
-    for kind, std in ((nnx.Param, 0.15), (LoRAParam, 0.3)):
-        state = nnx.state(model, kind)
-        for path, var in nnx.to_flat_state(state):
-            shape = var.get_value().shape
-            value = 1.0 + 0.2 * rng.standard_normal(shape) if path[-1] == "scale" else std * rng.standard_normal(shape)
-            var.set_value(jnp.asarray(value, jnp.float32))
-        nnx.update(model, state)
+    randomize_model(model, seed)
 
 
 @pytest.fixture(scope="module")

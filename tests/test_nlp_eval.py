@@ -15,8 +15,8 @@ import zipfile
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from conftest import randomize_model
 import pyarrow as pa
 import pytest
 from flax import nnx
@@ -178,17 +178,10 @@ def test_limit_takes_the_first_items_of_each_split(data_cache):
 # ------------------------------------------------------------------ log-likelihoods vs torch
 def _randomized_tiny(lora=None):
     """tiny-random with clearly nonzero random weights (and adapters), so choices differ."""
-    from twosome_jax.model import LoRAParam, load_model
+    from twosome_jax.model import load_model
 
     config, model, tok = load_model("tiny-random", dtype="float32", lora=lora)
-    rng = np.random.default_rng(0)
-    for kind, std in ((nnx.Param, 0.15), (LoRAParam, 0.3)):
-        state = nnx.state(model, kind)
-        for path, var in nnx.to_flat_state(state):
-            shape = var.get_value().shape
-            value = 1.0 + 0.2 * rng.standard_normal(shape) if path[-1] == "scale" else std * rng.standard_normal(shape)
-            var.set_value(jnp.asarray(value, jnp.float32))
-        nnx.update(model, state)
+    randomize_model(model, 0)
     return config, model, tok
 
 
