@@ -381,3 +381,44 @@ def test_render_and_gif(tmp_path):
     path = tmp_path / "ep.gif"
     save_gif(frames, str(path))
     assert path.read_bytes()[:6] == b"GIF89a"
+
+
+def test_obs_radius_10_sees_the_whole_map():
+    """The reference PPO baseline's radius (10) on the 7x7 map: every item is in view at every
+    step, so the observation carries every true position and the memory is the truth; at the
+    default radius 2 the reset view hides exactly the items more than 2 cells away."""
+    far, near = Overcooked("lettuce_tomato_salad", obs_radius=10), Overcooked("lettuce_tomato_salad")
+    params = far.default_params
+    o_far, s = far.reset(KEY, params)
+    o_near, _ = near.reset(KEY, params)
+    lay = far.layout
+    items = np.concatenate([np.asarray(s.food_pos), np.asarray(s.plate_pos)[None]])
+    hidden = np.abs(items - np.asarray(s.agent)).max(axis=1) > 2
+    assert hidden.any() and not hidden.all()
+    for i, is_hidden in enumerate(hidden):  # foods take 3 entries (x, y, chop), the plate 2
+        at = slice(3 * i, 3 * i + 2)
+        assert np.asarray(o_far[at]).tolist() == items[i].tolist()
+        assert np.asarray(o_near[at]).tolist() == ([0, 0] if is_hidden else items[i].tolist())
+    n = 64
+    keys = jax.random.split(jax.random.PRNGKey(3), n)
+    _, s = jax.vmap(far.reset, in_axes=(0, None))(keys, params)
+
+    @jax.jit
+    def run(s):
+        def body(s, key):
+            a = jax.random.randint(key, (n,), 0, far.num_actions)
+            obs, s, *_ = jax.vmap(far.step, in_axes=(0, 0, 0, None))(jax.random.split(key, n), s, a, params)
+            return s, (obs, s)
+        return jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(4), 60))[1]
+
+    obs, states = jax.tree.map(np.asarray, run(s))
+    nf = lay.num_foods
+    for f in range(nf):
+        assert (obs[..., 3 * f:3 * f + 2] == states.food_pos[:, :, f]).all()
+        assert (obs[..., 3 * f + 2] == states.food_chop[:, :, f]).all()
+    assert (obs[..., 3 * nf:3 * nf + 2] == states.plate_pos).all()
+    true = np.concatenate([states.food_pos, states.plate_pos[:, :, None]], axis=2)
+    assert (states.mem == true).all()
+    assert enumerate_reachable(far.task)["states"].success.any()
+    with pytest.raises(ValueError, match="obs_radius must be a non-negative integer, got -1"):
+        Overcooked("tomato_salad", obs_radius=-1)

@@ -13,6 +13,7 @@ from twosome_jax.ppo import (
     make_optimizer,
     policy_loss,
     ppo_update,
+    ppo_update_joint,
     set_learning_rate,
     value_loss,
 )
@@ -160,3 +161,64 @@ def test_update_scores_distinct_observations_exactly():
         params = jax.tree.map(jnp.add, params, updates)
     for sizes in (None, (6,), (2, 4, 6), (3, 8)):
         np.testing.assert_allclose(np.asarray(run(sizes)), np.asarray(params["w"]), rtol=1e-5, atol=1e-6)
+
+
+def _torch_cleanrl_update(actor, critic, batch, adv, returns, perms, *, lr, hyper, max_grad_norm):
+    """CleanRL's ppo.py update loop (the reference's PPO baseline), written out in torch."""
+    import torch
+
+    t = lambda x: torch.tensor(np.asarray(x, np.float64))
+    params = [t(p).requires_grad_() for p in (actor["w"], actor["b"], critic["w"], critic["b"])]
+    opt = torch.optim.Adam(params, lr=lr, eps=1e-5)
+    obs, act, old_logp, old_v = t(batch.obs), torch.tensor(np.asarray(batch.action)), t(batch.logp), t(batch.value)
+    adv, returns = t(adv), t(returns)
+    size = obs.shape[0] // hyper.policy_num_minibatches
+    for perm in perms:
+        for start in range(0, obs.shape[0], size):
+            i = torch.tensor(np.asarray(perm[start:start + size]))
+            logits = torch.tanh(obs[i]) @ params[0] + params[1]
+            dist = torch.distributions.Categorical(logits=logits)
+            ratio = (dist.log_prob(act[i]) - old_logp[i]).exp()
+            mb_adv = (adv[i] - adv[i].mean()) / (adv[i].std() + 1e-8)
+            pg = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(1 - hyper.clip_coef, 1 + hyper.clip_coef)).mean()
+            v = (torch.tanh(obs[i]) @ params[2] + params[3])
+            clipped = old_v[i] + (v - old_v[i]).clamp(-hyper.clip_coef, hyper.clip_coef)
+            v_loss = 0.5 * torch.max((v - returns[i]) ** 2, (clipped - returns[i]) ** 2).mean()
+            loss = pg - hyper.ent_coef * dist.entropy().mean() + hyper.vf_coef * v_loss
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            opt.step()
+    return [p.detach().numpy() for p in params]
+
+
+def test_joint_update_equals_cleanrl_in_torch():
+    """``ppo_update_joint`` (the reference PPO baseline's update) against CleanRL's loop in torch:
+    the same minibatch order gives the same parameters after two epochs of four minibatches."""
+    B, A, F = 32, 5, 6
+    ks = jax.random.split(jax.random.key(7), 8)
+    obs = jax.random.normal(ks[0], (B, F))
+    actor = {"w": 0.3 * jax.random.normal(ks[1], (F, A)), "b": 0.1 * jax.random.normal(ks[2], (A,))}
+    critic = {"w": 0.3 * jax.random.normal(ks[3], (F,)), "b": jnp.float32(0.2)}
+    logits_fn = lambda p, o: jnp.tanh(o) @ p["w"] + p["b"]
+    actions = jax.random.randint(ks[4], (B,), 0, A)
+    logp = jax.nn.log_softmax(logits_fn(actor, obs) + 0.2 * jax.random.normal(ks[5], (B, A)))
+    batch = Transition(obs=obs, action=actions, logp=jnp.take_along_axis(logp, actions[:, None], 1)[:, 0],
+                       value=0.5 * jax.random.normal(ks[6], (B,)), reward=jnp.zeros(B), done=jnp.zeros(B, bool),
+                       macro_steps=jnp.ones(B, jnp.int32), critic_input=obs)
+    adv, returns = jax.random.normal(ks[7], (B,)), jnp.linspace(-1.0, 1.0, B)
+    hyper = PPOHyper(target_kl=None, update_epochs=2, policy_num_minibatches=4, ent_coef=0.01, vf_coef=0.5)
+    lr, clip = 3e-2, 0.5
+    tx = make_optimizer("adam", lr, clip)
+    params = {"actor": actor, "critic": critic}
+    rng = jax.random.key(11)
+    new, _, metrics = jax.jit(lambda p, o: ppo_update_joint(
+        hyper=hyper, policy_logits_fn=logits_fn, value_fn=logits_fn, params=p, opt_state=o, tx=tx, batch=batch,
+        advantages=adv, returns=returns, rng=rng))(params, tx.init(params))
+    perms = [np.asarray(jax.random.permutation(k, B)) for k in jax.random.split(rng, hyper.update_epochs)]
+    ref = _torch_cleanrl_update(actor, critic, batch, adv, returns, perms, lr=lr, hyper=hyper, max_grad_norm=clip)
+    ours = [new["actor"]["w"], new["actor"]["b"], new["critic"]["w"], new["critic"]["b"]]
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(np.asarray(a), b, atol=2e-5)
+    assert not np.allclose(np.asarray(new["actor"]["w"]), np.asarray(actor["w"]), atol=1e-3)  # it moved
+    assert int(metrics["policy_steps"]) == 8

@@ -13,6 +13,13 @@ What is reproduced from the reference (docs/reference-notes.md §3 and its quirk
   update. Advantages are normalised within each policy minibatch (Q18, reproduced).
 * Fixed: gradients of the actor and the critic are clipped separately (Q10).
 
+The reference's PPO *baseline* (``ppo_raw_env.py``, CleanRL's ``ppo.py``) updates differently:
+one Adam over actor and critic together, each minibatch one step on
+``pg_loss - ent_coef * entropy + vf_coef * value_loss`` with the gradient norm clipped over
+both, ``update_epochs`` epochs of ``policy_num_minibatches`` minibatches, and the target KL
+(when set) checked on the last minibatch after each epoch. :func:`ppo_update_joint` is that
+update; the training config selects it with ``ppo_update: joint``.
+
 ``lax.cond`` skips the groups after an early stop (and every group during a critic warm-up),
 so a stopped update costs nothing more.
 
@@ -262,3 +269,59 @@ def ppo_update(
     metrics = {k: pol[k].sum() / ran for k in ("pg_loss", "entropy", "approx_kl", "clipfrac")}
     metrics.update(value_loss=v_loss.mean(), policy_steps=pol["stepped"].sum(), early_stopped=stopped)
     return actor_params, actor_opt, critic_params, critic_opt, metrics
+
+
+def ppo_update_joint(
+    *,
+    hyper: PPOHyper,
+    policy_logits_fn: Callable[[Any, chex.Array], chex.Array],
+    value_fn: Callable[[Any, chex.Array], chex.Array],
+    params, opt_state, tx: optax.GradientTransformation,
+    batch: Transition, advantages, returns, rng,
+):
+    """CleanRL's PPO update on a flat batch [B, ...]: ``params`` is ``{"actor", "critic"}`` with
+    one optimizer state. Returns new params, optimizer state and metrics (means over the
+    minibatch steps taken)."""
+    B = batch.action.shape[0]
+    n_mb = hyper.policy_num_minibatches
+    size = B // n_mb
+
+    def minibatch(carry, idx):
+        params, opt_state = carry
+
+        def loss_fn(params):
+            logits = policy_logits_fn(params["actor"], batch.obs[idx])
+            pol, info = policy_loss(logits, batch.action[idx], batch.logp[idx], advantages[idx],
+                                    clip_coef=hyper.clip_coef, ent_coef=hyper.ent_coef, norm_adv=hyper.norm_adv)
+            v = value_fn(params["critic"], batch.critic_input[idx])
+            v_loss = value_loss(v, batch.value[idx], returns[idx], clip_coef=hyper.clip_coef,
+                                clip_vloss=hyper.clip_vloss)
+            return pol + hyper.vf_coef * v_loss, dict(info, value_loss=v_loss)
+
+        (_, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), info
+
+    def epoch(carry, key):
+        params, opt_state, stopped = carry
+
+        def run(_):
+            perm = jax.random.permutation(key, B)
+            (new_params, new_opt), infos = jax.lax.scan(minibatch, (params, opt_state), perm.reshape(n_mb, size))
+            kl = infos["approx_kl"][-1]
+            stop = (kl > hyper.target_kl) if hyper.target_kl is not None else jnp.bool_(False)
+            sums = {k: v.sum() for k, v in infos.items()}
+            return (new_params, new_opt, stop), dict(sums, steps=jnp.float32(n_mb))
+
+        def skip(_):
+            zeros = dict.fromkeys(("pg_loss", "entropy", "approx_kl", "clipfrac", "value_loss", "steps"), 0.0)
+            return (params, opt_state, stopped), jax.tree.map(jnp.float32, zeros)
+
+        return jax.lax.cond(stopped, skip, run, None)
+
+    keys = jax.random.split(rng, hyper.update_epochs)
+    (params, opt_state, stopped), sums = jax.lax.scan(epoch, (params, opt_state, jnp.bool_(False)), keys)
+    steps = jnp.maximum(sums["steps"].sum(), 1.0)
+    metrics = {k: sums[k].sum() / steps for k in ("pg_loss", "entropy", "approx_kl", "clipfrac", "value_loss")}
+    metrics.update(policy_steps=sums["steps"].sum(), early_stopped=stopped)
+    return params, opt_state, metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -21,7 +22,7 @@ __all__ = ["Overcooked", "EnvState", "EnvParams"]
 
 
 class Overcooked(environment.Environment[EnvState, EnvParams]):
-    """TWOSOME's Overcooked (map "A", one agent, obs radius 2) as a pure JAX environment.
+    """TWOSOME's Overcooked (map "A", one agent, obs radius 2 by default) as a pure JAX environment.
 
     ``Overcooked("tomato_salad")`` is the paper's task 0, ``Overcooked("lettuce_tomato_salad")``
     task 3; the other task-3-layout recipes are extensions (see ``layout.TASKS``).
@@ -45,13 +46,20 @@ class Overcooked(environment.Environment[EnvState, EnvParams]):
     ``nav``: ``"table"`` (default) looks navigation up in a table built with the reference A*
     for the open room, exact on every reachable state and much faster under ``vmap``;
     ``"astar"`` runs the literal in-graph heap A* on the belief grid at every primitive step.
+
+    ``obs_radius``: how far the agent sees (2 in the TWOSOME runs; 10, i.e. the whole map, is
+    what the reference's PPO-baseline script runs with). It changes the observation, the
+    agent's memory of item positions and the one macro rule that reads visibility.
     """
 
-    def __init__(self, task: str | Task = "tomato_salad", nav: str = "table"):
+    def __init__(self, task: str | Task = "tomato_salad", nav: str = "table", obs_radius: int = C.OBS_RADIUS):
         super().__init__()
         if nav not in ("table", "astar"):
             raise ValueError(f"nav must be 'table' or 'astar', got {nav!r}")
-        self.task = task if isinstance(task, Task) else get_task(task)
+        if isinstance(obs_radius, bool) or not isinstance(obs_radius, int) or obs_radius < 0:
+            raise ValueError(f"obs_radius must be a non-negative integer, got {obs_radius!r}")
+        task = task if isinstance(task, Task) else get_task(task)
+        self.task = dataclasses.replace(task, obs_radius=obs_radius)
         self.layout = self.task.layout
         self.nav = nav
 

@@ -76,8 +76,8 @@ def _eq2(a: jax.Array, b) -> jax.Array:
     return jnp.all(a == b, axis=-1)
 
 
-def _in_view(pos: jax.Array, agent: jax.Array) -> jax.Array:
-    return jnp.all(jnp.abs(pos - agent) <= C.OBS_RADIUS, axis=-1)
+def _in_view(task: Task, pos: jax.Array, agent: jax.Array) -> jax.Array:
+    return jnp.all(jnp.abs(pos - agent) <= task.obs_radius, axis=-1)
 
 
 def _manhattan(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -105,8 +105,8 @@ def _is_interior(c: jax.Array) -> jax.Array:
 def _update_memory(task: Task, state: EnvState) -> EnvState:
     """Spec 1.4: per item, visible -> true position; remembered spot in view -> spawn."""
     true = item_positions(state)
-    vis = _in_view(true, state.agent)
-    mem_in_view = _in_view(state.mem, state.agent)
+    vis = _in_view(task, true, state.agent)
+    mem_in_view = _in_view(task, state.mem, state.agent)
     mem = jnp.where(vis[:, None], true, jnp.where(mem_in_view[:, None], _spawns(task), state.mem))
     return state.replace(mem=mem)
 
@@ -348,13 +348,13 @@ def policy_obs(task: Task, state: EnvState) -> jax.Array:
     agent = state.agent
     parts = []
     for f in range(lay.num_foods):
-        v = _in_view(state.food_pos[f], agent)
+        v = _in_view(task, state.food_pos[f], agent)
         parts.append(jnp.where(v, jnp.concatenate([state.food_pos[f], state.food_chop[f][None]]), 0))
-    v = _in_view(state.plate_pos, agent)
+    v = _in_view(task, state.plate_pos, agent)
     parts.append(jnp.where(v, state.plate_pos, 0))
     for cell in list(lay.knives) + [lay.delivery]:
         cell = _i32(cell)
-        parts.append(jnp.where(_in_view(cell, agent), cell, 0))
+        parts.append(jnp.where(_in_view(task, cell, agent), cell, 0))
     parts.append(agent)
     onehot = np.zeros(len(C.RECIPES), np.int32)
     onehot[task.recipe_index] = 1
@@ -529,7 +529,7 @@ def _controller(task: Task, state: EnvState, m: jax.Array, nav: str = "table"):
     hold_none = ~hold_food & ~state.plate_held
     held_chopped = jnp.any(state.food_held & chopped)
 
-    rule1 = is_get_food & _in_view(target, agent) & _eq2(state.plate_pos, target)
+    rule1 = is_get_food & _in_view(task, target, agent) & _eq2(state.plate_pos, target)
     # the reference reads B[target] == agent; the agent is written into B last, so that is
     # exactly "the target is the agent's cell" (no need to build B for it)
     rule2 = _eq2(target, agent)

@@ -92,12 +92,17 @@ TASK3_LAYOUT = Layout(
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """A task = a layout + a recipe (index into ``constants.RECIPES``)."""
+    """A task = a layout + a recipe (index into ``constants.RECIPES``) + the view radius.
+
+    ``obs_radius`` is the Chebyshev radius within which the agent sees items (the TWOSOME
+    scripts use 2; the reference's PPO-baseline script ``ppo_raw_env.py`` keeps its default
+    10, which on the 7x7 map sees everything)."""
 
     name: str
     env_id: str
     layout: Layout
     recipe_index: int
+    obs_radius: int = C.OBS_RADIUS
 
     @property
     def recipe(self) -> str:
