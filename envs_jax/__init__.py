@@ -20,12 +20,27 @@ def registered_envs() -> tuple[str, ...]:
     return tuple(ENV_IDS)
 
 
-def make(name: str, **kwargs):
-    """``(env, default_params)`` for an env id or a task name, like ``gymnax.make``.
+def make(name: str, **options):
+    """``(env, params)`` for an env id or a task name, like ``gymnax.make``.
 
-    Raises :class:`~envs_jax.registry.UnknownEnvironment` (one line, naming the valid tasks)."""
-    env = family_of(name).load()(task_name(name), **kwargs)
-    return env, env.default_params
+    ``options`` are keywords of the family's constructor (e.g. Overcooked's ``obs_radius``) or
+    fields of its params, which replace the defaults (e.g. ``reward_subtask``). Raises
+    :class:`~envs_jax.registry.UnknownEnvironment` (one line, naming the valid tasks), or a
+    ``ValueError`` naming an option the family does not have and the ones it has."""
+    import dataclasses
+    import inspect
+
+    cls = family_of(name).load()
+    keywords = list(inspect.signature(cls.__init__).parameters)[2:]  # after self and the task
+    env = cls(task_name(name), **{k: v for k, v in options.items() if k in keywords})
+    params = env.default_params
+    fields = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+    rest = {k: v for k, v in options.items() if k not in keywords}
+    unknown = sorted(set(rest) - set(fields))
+    if unknown:
+        raise ValueError(f"environment {name!r} has no option {unknown[0]!r}; accepted: "
+                         f"{', '.join(keywords + list(fields))}")
+    return env, params.replace(**{k: type(fields[k])(v) for k, v in rest.items()})
 
 
 def __getattr__(name: str):

@@ -59,6 +59,10 @@ def test_constructor_coerces_lists_to_tuples():
     (dict(policy_num_minibatches=5), "policy_num_minibatches=5 does not divide the batch num_envs*num_steps=4*32=128"),
     (dict(gradient_accumulation_steps=3), "gradient_accumulation_steps=3 does not divide policy_num_minibatches=32"),
     (dict(total_timesteps=100), "total_timesteps=100 is less than one iteration's batch"),
+    (dict(ppo_update="adam"), "ppo_update='adam' is invalid; accepted: phased, joint"),
+    (dict(ppo_update="joint"), "ppo_update='joint' is invalid; accepted: phased for the LLM agents"),
+    (dict(env_options=("obs_radius",)), "env_options=('obs_radius',) is invalid; accepted: a list of distinct"),
+    (dict(env_options=("a=1", "a=2")), "env_options=('a=1', 'a=2') is invalid"),
 ])
 def test_validation_is_one_line_naming_value(kw, fragment):
     with pytest.raises(ConfigError) as e:
@@ -252,3 +256,15 @@ def test_config_validation_reads_the_registry_without_jax():
     assert int(res.stdout) == sum(len(f.tasks) for f in FAMILIES.values())
     with pytest.raises(ConfigError, match="task='sushi' is invalid; accepted: tomato_salad, .*food_preparation"):
         TrainConfig(task="sushi")
+
+
+def test_env_options_reach_the_environment():
+    import envs_jax
+
+    c = apply_overrides(TrainConfig(), ["agent=ppo-mlp", "ppo_update=joint",
+                                        "env_options=obs_radius=10,reward_subtask=0.1"])
+    assert c.env_kwargs == {"obs_radius": 10, "reward_subtask": 0.1}
+    env, params = envs_jax.make(c.task, **c.env_kwargs)
+    assert env.task.obs_radius == 10 and params.reward_subtask == 0.1 and params.reward_correct == 1.0
+    with pytest.raises(ValueError, match="environment 'tomato_salad' has no option 'radius'; accepted: nav, obs_radius"):
+        envs_jax.make("tomato_salad", radius=3)

@@ -9,4 +9,6 @@ AGENTS = ("twosome", "ppo-mlp", "saycan")
 NORMALIZATIONS = ("sum", "token", "word")  # action score: summed log-prob, per token, per word
 SCORINGS = ("packed", "naive")  # scoring implementations (twosome_jax.scoring)
 DTYPES = ("auto", "float32", "bfloat16")
+# PPO updates (twosome_jax.ppo): TWOSOME's value-then-policy phases, or CleanRL's joint minibatch steps
+PPO_UPDATES = ("phased", "joint")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from envs_jax.registry import ENV_IDS, TASK_NAMES
-from twosome_jax.choices import AGENTS, DTYPES, LORA_TARGETS, NORMALIZATIONS, SCORINGS
+from twosome_jax.choices import AGENTS, DTYPES, LORA_TARGETS, NORMALIZATIONS, PPO_UPDATES, SCORINGS
 
 # The environment registry imports neither JAX nor any environment, so validating a config does not.
 TASKS = TASK_NAMES
@@ -54,6 +54,8 @@ class TrainConfig:
     task: str = _f("tomato_salad", "task (envs_jax.registry): " + "|".join(TASKS))
     model: str = _f("smollm2-135m-instruct", "model spec: built-in name, HF directory or .gguf path")
     agent: str = _f("twosome", "twosome (LLM + LoRA policy) | ppo-mlp (baseline) | saycan (frozen LLM)")
+    env_options: tuple[str, ...] = _f((), "NAME=VALUE options of the environment: its constructor's keywords "
+                                          "or its params' fields (e.g. obs_radius=10,reward_subtask=0.1)")
     seed: int = _f(1, "random seed")
     num_seeds: int = _f(1, "independent runs trained at once (vmap over the train state)")
     # rollout
@@ -61,6 +63,9 @@ class TrainConfig:
     num_envs: int = _f(4, "parallel environments")
     num_steps: int = _f(32, "env steps (decisions) per environment per iteration")
     # PPO
+    ppo_update: str = _f("phased", "phased (TWOSOME: value minibatches, then accumulated policy groups, actor and "
+                                   "critic clipped apart) | joint (CleanRL's ppo.py, the reference's PPO baseline: one "
+                                   "Adam, one loss per minibatch of policy_num_minibatches, update_epochs epochs)")
     policy_learning_rate: float = _f(5e-7, "AdamW learning rate of the LoRA adapters")
     value_learning_rate: float = _f(1e-5, "Adam learning rate of the critic head")
     anneal_lr: bool = _f(True, "anneal both learning rates linearly to 0")
@@ -130,6 +135,11 @@ class TrainConfig:
     def value_minibatch_size(self) -> int:
         return self.batch_size // self.value_num_minibatches
 
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        """``env_options`` as keywords for ``envs_jax.make`` (each value read as a YAML scalar)."""
+        return {k.strip(): yaml.safe_load(v) for k, v in (o.split("=", 1) for o in self.env_options)}
+
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-friendly dict (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -149,9 +159,14 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError(f"{name}={getattr(c, name)!r} is invalid; accepted: {accepted}")
 
     for name, choices in (("task", TASKS), ("agent", AGENTS), ("normalization", NORMALIZATIONS),
-                          ("scoring", SCORINGS), ("dtype", DTYPES)):
+                          ("scoring", SCORINGS), ("dtype", DTYPES), ("ppo_update", PPO_UPDATES)):
         if getattr(c, name) not in choices:
             bad(name, ", ".join(choices))
+    names = [o.split("=", 1)[0].strip() for o in c.env_options]
+    if any("=" not in o or not n.isidentifier() for o, n in zip(c.env_options, names)) or len(set(names)) != len(names):
+        bad("env_options", "a list of distinct NAME=VALUE items (e.g. obs_radius=10)")
+    if c.ppo_update == "joint" and c.agent != "ppo-mlp":
+        bad("ppo_update", "phased for the LLM agents (joint steps one optimizer over actor and critic: ppo-mlp only)")
     if not isinstance(c.model, str) or not c.model.strip():
         bad("model", "a non-empty model spec (name, directory or .gguf path)")
     for name in ("num_seeds", "total_timesteps", "num_envs", "num_steps", "policy_num_minibatches",
