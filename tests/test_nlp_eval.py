@@ -399,6 +399,49 @@ def test_adapter_logliks_equal_torch_peft(data_cache, tiny_dir, tmp_path):
         assert np.max(np.abs(o - b)) > 100 * TOL  # the adapters matter
 
 
+def test_paired_before_after_against_torch_peft(data_cache, tiny_dir, tmp_path, capsys):
+    """``--paired``: "before" is the base model's torch metrics, "results" the PEFT model's, and
+    "difference" their per-item difference with the paired standard error, by hand."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    from twosome_jax.export import export_peft_adapter
+    from twosome_jax.model import LoRAConfig, load_model, split_model
+
+    cfg = _run_dir(tmp_path / "run", tiny_dir)
+    lcfg = LoRAConfig(rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=tuple(cfg.lora_targets))
+    config, model, tok = load_model(tiny_dir, dtype="float32", lora=lcfg)
+    export_peft_adapter(_trained_lora(nnx.to_pure_dict(split_model(model)[2]), seed=3), config, lcfg,
+                        tmp_path / "run" / "adapter", str(tiny_dir))
+    code, out, err = _main(capsys, "--adapter", str(tmp_path / "run"), "--paired", "--tasks", "arc_easy,piqa",
+                           "--limit", "4", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    base = transformers.LlamaForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    tuned = peft.PeftModel.from_pretrained(
+        transformers.LlamaForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32), tmp_path / "run" / "adapter").eval()
+    moved = 0
+    for name in ("arc_easy", "piqa"):
+        items = _items(name, limit=4)
+        before = [item_metrics(ll, it.choices, it.gold) for ll, it in zip(_torch_logliks(base, tok, items), items)]
+        after = [item_metrics(ll, it.choices, it.gold) for ll, it in zip(_torch_logliks(tuned, tok, items), items)]
+        assert got["before"][name] == pytest.approx(summarize(before)), name
+        assert got["results"][name] == pytest.approx(summarize(after)), name
+        for m in ("acc", "acc_norm"):
+            d = np.array([a[m] - b[m] for a, b in zip(after, before)])
+            moved += int(np.any(d != 0))
+            assert got["difference"][name][m] == pytest.approx(d.mean())
+            assert got["difference"][name][m + "_stderr"] == pytest.approx(np.std(d, ddof=1) / np.sqrt(d.size))
+    assert moved  # the adapters change some answers, so the differences are not trivially 0
+    code, out, _ = _main(capsys, "--adapter", str(tmp_path / "run"), "--paired", "--tasks", "piqa", "--limit", "2")
+    assert code == 0 and [line for line in out.splitlines() if line.endswith(":")] == [
+        "adapters off (before):", "adapters on (after):", "after - before, item by item (paired standard errors):"]
+    with pytest.raises(SystemExit):
+        _main(capsys, "--paired", "--tasks", "piqa")
+    assert "--paired compares a run's adapters with the base model: it needs --adapter RUN_DIR" in \
+        capsys.readouterr().err
+
+
 def test_adapter_from_the_latest_checkpoint(data_cache, tiny_dir, tmp_path):
     """A run killed before it exported adapter/ is scored with its latest checkpoint's LoRA,
     which gives what the same LoRA exported as a PEFT adapter gives."""

@@ -101,8 +101,14 @@ def _checkpoint_policy(cfg, spec: str, manager, seed_index: int, source: dict) -
 
 
 def evaluate(policy: Policy, task_names: list[str], *, limit: int | None = None, implementation: str = "packed",
-             batch_tokens: int | None = None, progress: bool = True) -> dict:
-    """{"results": {task: {acc, acc_norm, acc_stderr, acc_norm_stderr, n}}} (accuracies as fractions)."""
+             batch_tokens: int | None = None, progress: bool = True, paired: bool = False) -> dict:
+    """{"results": {task: {acc, acc_norm, acc_stderr, acc_norm_stderr, n}}} (accuracies as fractions).
+
+    ``paired`` (a policy with adapters): every item is also scored with the adapters off, and
+    the result gains ``"before"`` (those scores' summary) and ``"difference"`` (after minus
+    before per item, summarised as the task's items are). The two runs see the same items, so
+    the difference's standard error is the paired one, much smaller than the two separate
+    errors combined when most items keep their answer."""
     from tqdm import tqdm
 
     from twosome_jax.nlp_data import MMLU_SUBJECTS, read_split, split_paths
@@ -111,19 +117,29 @@ def evaluate(policy: Policy, task_names: list[str], *, limit: int | None = None,
     from twosome_jax.nlp_tasks import TASKS, load_items
 
     paths = split_paths()
-    score = make_scorer(policy.graphdef, policy.base, policy.lora, implementation=implementation,
-                        use_lora=policy.use_lora)
-    results = {}
+    scorers = {"results": make_scorer(policy.graphdef, policy.base, policy.lora, implementation=implementation,
+                                      use_lora=policy.use_lora)}
+    if paired:
+        scorers["before"] = make_scorer(policy.graphdef, policy.base, policy.lora, implementation=implementation,
+                                        use_lora=False)
+    out = {key: {} for key in (*scorers, *(("difference",) if paired else ()))}
     for name in task_names:
         items = load_items(TASKS[name], lambda split: read_split(paths[split], limit))
         encoded = encode_items(policy.tokenizer, items, policy.max_length)
         num_choices = max(len(item.choices) for item in items)
-        with tqdm(total=len(items), desc=name, file=sys.stderr, disable=not progress, unit="item") as bar:
-            lls = score_items(score, encoded, num_choices, batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS,
-                              progress=bar)
-        per_item = [item_metrics(ll, item.choices, item.gold) for ll, item in zip(lls, items, strict=True)]
-        results[name] = aggregate(per_item, [item.subtask for item in items], MMLU_SUBJECTS)
-    return {"results": results}
+        subtasks = [item.subtask for item in items]
+        per_item = {}
+        for key, score in scorers.items():
+            desc = name if key == "results" else f"{name} (adapters off)"
+            with tqdm(total=len(items), desc=desc, file=sys.stderr, disable=not progress, unit="item") as bar:
+                lls = score_items(score, encoded, num_choices, batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS,
+                                  progress=bar)
+            per_item[key] = [item_metrics(ll, item.choices, item.gold) for ll, item in zip(lls, items, strict=True)]
+            out[key][name] = aggregate(per_item[key], subtasks, MMLU_SUBJECTS)
+        if paired:
+            diffs = [{m: a[m] - b[m] for m in a} for a, b in zip(per_item["results"], per_item["before"], strict=True)]
+            out["difference"][name] = aggregate(diffs, subtasks, MMLU_SUBJECTS)
+    return out
 
 
 def format_table(results: dict) -> str:
@@ -154,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                              "per choice")
     parser.add_argument("--batch-tokens", type=int, default=None, metavar="T",
                         help="tokens per batch (default 8192); more is faster where memory allows")
+    parser.add_argument("--paired", action="store_true",
+                        help="with --adapter: also score every item with the adapters off, and report before, "
+                             "after and their per-item difference with its paired standard error")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -163,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--tasks: {e}")
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be a positive integer, got {args.limit}")
+    if args.paired and args.adapter is None:
+        parser.error("--paired compares a run's adapters with the base model: it needs --adapter RUN_DIR")
     if args.batch_tokens is not None and args.batch_tokens < 1:
         parser.error(f"--batch-tokens must be a positive integer, got {args.batch_tokens}")
 
@@ -176,12 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         policy = load_policy(args.model, args.adapter, args.seed_index)
         out = evaluate(policy, tasks, limit=args.limit, implementation=args.implementation,
-                       batch_tokens=args.batch_tokens, progress=not args.no_progress)
+                       batch_tokens=args.batch_tokens, progress=not args.no_progress, paired=args.paired)
     except (AdapterRunError, AdapterError, ConfigError, DataError, EncodingError, ModelLoadError, RunError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     out.update(policy.source, limit=args.limit, implementation=args.implementation)
-    print(json.dumps(out) if args.json else format_table(out["results"]))
+    if args.json:
+        print(json.dumps(out))
+    elif not args.paired:
+        print(format_table(out["results"]))
+    else:
+        print("\n\n".join(f"{title}:\n{format_table(out[key])}" for key, title in (
+            ("before", "adapters off (before)"), ("results", "adapters on (after)"),
+            ("difference", "after - before, item by item (paired standard errors)"))))
     return 0
 
 
