@@ -124,11 +124,15 @@ class EncoderLayers(nnx.Module):
         """One layer on a module merged with one layer's slice. h [B,T,D]; mask [B,T] bool keys."""
         B, T, D = h.shape
         H = self.num_heads
-        split = lambda x: x.reshape(B, T, H, D // H)
-        q, k, v = split(self.query(h)), split(self.key(h)), split(self.value(h))
-        scores = jnp.einsum("bthd,bshd->bhts", q, k) / math.sqrt(D // H)
+        heads = lambda x: x.reshape(B, T, H, D // H).transpose(0, 2, 1, 3)  # [B,H,T,hd]: batch axes first
+        q, k, v = heads(self.query(h)), heads(self.key(h)), heads(self.value(h))
+        scores = jnp.einsum("bhtd,bhsd->bhts", q, k) / math.sqrt(D // H)
         scores = jnp.where(mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
-        context = jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(scores, -1), v).reshape(B, T, D)
+        # softmax with the division after the value product: [T, hd] divisions instead of [T, S]
+        # (with the head-major layout, several times faster on CPU than jax.nn.softmax on [B,T,H,hd])
+        weights = jnp.exp(scores - scores.max(-1, keepdims=True))
+        context = jnp.einsum("bhts,bhsd->bhtd", weights, v) / weights.sum(-1)[..., None]
+        context = context.transpose(0, 2, 1, 3).reshape(B, T, D)
         h = self.attention_norm(h + self.attention_output(context))
         ffn = self.output(jax.nn.gelu(self.intermediate(h), approximate=False))  # HF "gelu" is erf's
         return self.output_norm(h + ffn)
