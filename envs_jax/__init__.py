@@ -25,8 +25,8 @@ def make(name: str, **options):
 
     ``options`` are keywords of the family's constructor (e.g. Overcooked's ``obs_radius``) or
     fields of its params, which replace the defaults (e.g. ``reward_subtask``). Raises
-    :class:`~envs_jax.registry.UnknownEnvironment` (one line, naming the valid tasks), or a
-    ``ValueError`` naming an option the family does not have and the ones it has."""
+    :class:`~envs_jax.registry.UnknownEnvironment` (one line), naming the valid tasks for an
+    unknown name, or the options the family has for an option it does not have."""
     import dataclasses
     import inspect
 
@@ -38,7 +38,7 @@ def make(name: str, **options):
     rest = {k: v for k, v in options.items() if k not in keywords}
     unknown = sorted(set(rest) - set(fields))
     if unknown:
-        raise ValueError(f"environment {name!r} has no option {unknown[0]!r}; accepted: "
+        raise UnknownEnvironment(f"environment {name!r} has no option {unknown[0]!r}; accepted: "
                          f"{', '.join(keywords + list(fields))}")
     return env, params.replace(**{k: type(fields[k])(v) for k, v in rest.items()})
 

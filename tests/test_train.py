@@ -161,3 +161,21 @@ def test_resume_falls_back_past_a_corrupt_latest_checkpoint(tmp_path):
     proc = _train("--resume", str(run))
     assert "checkpoint 10 cannot be restored" in proc.stderr and "resuming from checkpoint 8" in proc.stderr
     assert _records(run) == want
+
+
+def test_reference_ppo_baseline_config_trains_and_resumes(tmp_path):
+    """The reference PPO baseline's settings (configs/tomato_salad_ppo.yaml: CleanRL's joint
+    update, the whole map in view) take update_epochs x minibatches optimizer steps, and a run
+    resumed from an earlier checkpoint (one optimizer state, no critic optimizer) ends where
+    the uninterrupted one did."""
+    run = tmp_path / "ref"
+    _train("--config", "configs/tomato_salad.yaml", "--config", "configs/tomato_salad_ppo.yaml", "--no-progress",
+           "--set", "num_steps=8", "--total-timesteps", "320", "--run-dir", str(run), "--set", "checkpoint_every=2")
+    want = _records(run)
+    assert all(r["policy_steps"] == 16 for r in want)  # 4 epochs x 4 minibatches, no early stop
+    for step in ("8", "10"):
+        for p in sorted((run / "checkpoints" / step).rglob("*"), reverse=True):
+            p.unlink() if p.is_file() else p.rmdir()
+        (run / "checkpoints" / step).rmdir()
+    _train("--resume", str(run))
+    assert _records(run) == want

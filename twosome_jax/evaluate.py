@@ -39,7 +39,7 @@ def evaluate_run(run_dir, *, episodes: int, task: str | None = None, seed_index:
     # (an LLM agent's adapters and critic do not depend on the task)
     import envs_jax
 
-    trained_env, trained_params = envs_jax.make(cfg.task)
+    trained_env, trained_params = envs_jax.make(cfg.task, **cfg.env_kwargs)
     trainer = Trainer.from_config(cfg, setup.agent, trained_env, trained_params)
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.num_seeds)
     manager = runlib.checkpoint_manager(run_dir, keep=cfg.keep_checkpoints, create=False)

@@ -57,7 +57,7 @@ def build(cfg: TrainConfig, *, task: str | None = None) -> Setup:
 
     import envs_jax
 
-    env, env_params = envs_jax.make(task or cfg.task)
+    env, env_params = envs_jax.make(task or cfg.task, **cfg.env_kwargs)
     if cfg.agent == "ppo-mlp":
         agent = MLPAgent(obs_dim=env.obs_dim, num_actions=env.num_actions, hidden=tuple(cfg.mlp_hidden),
                          valid_actions=env.valid_actions)

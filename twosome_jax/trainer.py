@@ -24,15 +24,15 @@ from flax import struct
 
 from envs_jax.interface import EPISODE_INFO_KEYS
 from twosome_jax.agents import lookup_features
-from twosome_jax.ppo import PPOHyper, Transition, gae, make_optimizer, ppo_update, set_learning_rate
+from twosome_jax.ppo import PPOHyper, Transition, gae, make_optimizer, ppo_update, ppo_update_joint, set_learning_rate
 
 
 @struct.dataclass
 class TrainState:
     actor: Any  # LoRA adapters (LLM agents) or the actor MLP
     critic: Any
-    actor_opt: Any
-    critic_opt: Any
+    actor_opt: Any  # with ppo_update "joint": the one optimizer state of {"actor", "critic"}
+    critic_opt: Any  # with ppo_update "joint": None
     env_state: Any  # batched over environments
     obs: chex.Array  # [num_envs, obs_dim] the current observations
     done: chex.Array  # [num_envs] the done flags that came with ``obs``
@@ -87,6 +87,7 @@ class Trainer:
     critic_warmup_updates: int
     hyper: PPOHyper
     num_seeds: int = 1
+    ppo_update: str = "phased"  # or "joint" (CleanRL's update, see twosome_jax.ppo)
 
     @classmethod
     def from_config(cls, cfg, agent, env, env_params):
@@ -102,10 +103,17 @@ class Trainer:
                    num_updates=max(cfg.total_timesteps // batch, 1), gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
                    policy_learning_rate=policy_lr, value_learning_rate=value_lr, anneal_lr=cfg.anneal_lr,
                    max_grad_norm=cfg.max_grad_norm, critic_warmup_updates=cfg.critic_warmup_updates, hyper=hyper,
-                   num_seeds=cfg.num_seeds)
+                   num_seeds=cfg.num_seeds, ppo_update=cfg.ppo_update)
+
+    @property
+    def joint(self) -> bool:
+        return self.ppo_update == "joint"
 
     @property
     def actor_tx(self) -> optax.GradientTransformation:
+        """The actor's AdamW, or with the joint update the one Adam over actor and critic."""
+        if self.joint:
+            return make_optimizer("adam", self.policy_learning_rate, self.max_grad_norm)
         return make_optimizer("adamw", self.policy_learning_rate, self.max_grad_norm)
 
     @property
@@ -118,8 +126,9 @@ class Trainer:
         actor, critic = self.agent.init(k_agent)
         obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(
             jax.random.split(k_env, self.num_envs), self.env_params)
+        actor_opt = self.actor_tx.init({"actor": actor, "critic": critic} if self.joint else actor)
         return TrainState(
-            actor=actor, critic=critic, actor_opt=self.actor_tx.init(actor), critic_opt=self.critic_tx.init(critic),
+            actor=actor, critic=critic, actor_opt=actor_opt, critic_opt=None if self.joint else self.critic_tx.init(critic),
             env_state=env_state, obs=obs, done=jnp.zeros((self.num_envs,), bool), rng=k_run,
             iteration=jnp.int32(0), env_steps=jnp.int32(0))
 
@@ -184,7 +193,7 @@ class Trainer:
         """Rollout then PPO update; returns the new state and scalar metrics."""
         frac = 1.0 - state.iteration.astype(jnp.float32) / self.num_updates if self.anneal_lr else 1.0
         actor_opt = set_learning_rate(state.actor_opt, self.policy_learning_rate * frac)
-        critic_opt = set_learning_rate(state.critic_opt, self.value_learning_rate * frac)
+        critic_opt = None if self.joint else set_learning_rate(state.critic_opt, self.value_learning_rate * frac)
 
         state, traj, episodes = self.rollout(frozen, state)
         next_value = self.agent.value(state.critic, self.agent.critic_input(frozen, state.actor, state.obs))
@@ -193,14 +202,21 @@ class Trainer:
         flat = lambda x: x.reshape((-1,) + x.shape[2:])
         batch = jax.tree.map(flat, traj)
         rng, k_update = jax.random.split(state.rng)
-        train_policy = (state.iteration >= self.critic_warmup_updates) if self.agent.learns_policy else False
-        actor, actor_opt, critic, critic_opt, update_metrics = ppo_update(
-            hyper=self.hyper,
-            policy_logits_fn=lambda actor, obs: self.agent.policy_logits(frozen, actor, obs),
-            value_fn=self.agent.value, actor_params=state.actor, critic_params=state.critic,
-            actor_opt=actor_opt, critic_opt=critic_opt, actor_tx=self.actor_tx, critic_tx=self.critic_tx,
-            batch=batch, advantages=flat(advantages), returns=flat(returns), rng=k_update,
-            train_policy=train_policy, distinct_sizes=self.distinct_sizes(frozen))
+        policy_logits_fn = lambda actor, obs: self.agent.policy_logits(frozen, actor, obs)
+        if self.joint:
+            params, actor_opt, update_metrics = ppo_update_joint(
+                hyper=self.hyper, policy_logits_fn=policy_logits_fn, value_fn=self.agent.value,
+                params={"actor": state.actor, "critic": state.critic}, opt_state=actor_opt, tx=self.actor_tx,
+                batch=batch, advantages=flat(advantages), returns=flat(returns), rng=k_update)
+            actor, critic = params["actor"], params["critic"]
+        else:
+            train_policy = (state.iteration >= self.critic_warmup_updates) if self.agent.learns_policy else False
+            actor, actor_opt, critic, critic_opt, update_metrics = ppo_update(
+                hyper=self.hyper, policy_logits_fn=policy_logits_fn, value_fn=self.agent.value,
+                actor_params=state.actor, critic_params=state.critic,
+                actor_opt=actor_opt, critic_opt=critic_opt, actor_tx=self.actor_tx, critic_tx=self.critic_tx,
+                batch=batch, advantages=flat(advantages), returns=flat(returns), rng=k_update,
+                train_policy=train_policy, distinct_sizes=self.distinct_sizes(frozen))
         state = state.replace(actor=actor, critic=critic, actor_opt=actor_opt, critic_opt=critic_opt, rng=rng,
                               iteration=state.iteration + 1)
         finished = episodes["returned_episode"]
