@@ -28,7 +28,11 @@ Every table and figure below is written by `scripts/results.py` from the runs' `
 under the same command). TWOSOME runs use SmolLM2-135M-Instruct with the reference's settings
 except the learning rates and critic warm-up of `configs/smollm2.yaml` (LLaMA-7B's 5e-7 does
 not move SmolLM2's adapters measurably; that file lists the evidence). The baselines: `ppo-mlp`
-is PPO on the vector observation (the paper's PPO), `saycan` the untrained LLM's scores.
+is PPO on the vector observation with TWOSOME's update settings and budget, `ppo-ref` the
+reference's PPO baseline as its own script runs it (`configs/TASK_ppo.yaml`: CleanRL's update,
+128-step rollouts, the script's budget; in Overcooked the whole map in view and a subtask
+reward of 0.1), and `saycan` the untrained LLM's scores. Where a `ppo-ref` run exists the plot's
+env-step axis is logarithmic and the TWOSOME run's budget is marked.
 
 Greedy success is exact from one episode: the environment and the greedy policy are
 deterministic, so every greedy episode is the same episode. Sampled success is over
@@ -37,18 +41,28 @@ lists it per run: 5 iterations = 640 env steps where an evaluation is cheap). A 
 policy fails by looping: some macro action that does nothing where the agent stands keeps the
 highest probability; `python -m twosome_jax.evaluate RUN_DIR --trace` shows where.
 """
-AGENTS = ("twosome", "ppo-mlp", "saycan")
+AGENTS = ("twosome", "ppo-mlp", "ppo-ref", "saycan")
 COMMAND_FILE = "results_command.txt"  # the results.py invocation that started a run
 
 
 def train(task: str, agent: str, run_dir: Path, args) -> None:
     if (run_dir / "config.yaml").exists():
         cmd = ["--resume", str(run_dir)]
+    elif agent == "ppo-ref":
+        reference = REPO / "configs" / f"{task}_ppo.yaml"
+        if not reference.exists():
+            print(f"no {reference.relative_to(REPO)}: no ppo-ref run for {task}", file=sys.stderr)
+            return
+        cmd = ["--config", str(REPO / "configs" / f"{task}.yaml"), "--config", str(reference), "--run-dir",
+               str(run_dir), "--set", f"eval_every={args.eval_every}", "--set", f"eval_episodes={args.eval_episodes}",
+               "--set", "checkpoint_every=10"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / COMMAND_FILE).write_text(" ".join(["scripts/results.py", *sys.argv[1:]]) + "\n")
     else:
         cmd = ["--config", str(REPO / "configs" / f"{task}.yaml"), "--agent", agent, "--run-dir", str(run_dir),
                "--total-timesteps", str(args.total_timesteps), "--set", f"eval_every={args.eval_every}",
                "--set", f"eval_episodes={args.eval_episodes}", "--set", "checkpoint_every=2"]
-        if agent != "ppo-mlp":
+        if agent not in ("ppo-mlp", "ppo-ref"):
             cmd += [x for kv in args.set for x in ("--set", kv)]
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / COMMAND_FILE).write_text(" ".join(["scripts/results.py", *sys.argv[1:]]) + "\n")
@@ -95,21 +109,29 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config overrides for the LLM agents (twosome, saycan)")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the report from existing runs")
+    parser.add_argument("--no-report", action="store_true",
+                        help="only train or resume the runs; leave the report as it is (for a task whose other "
+                             "runs are not on this machine yet)")
     args = parser.parse_args(argv)
 
     root = REPO / "runs" / "results" / args.task
     if not args.report_only:
         for agent in args.agents:
             train(args.task, agent, root / agent, args)
+    if args.no_report:
+        return 0
     runs = {a: root / a for a in AGENTS if (root / a / "metrics.jsonl").exists()}
     from twosome_jax.plotting import plot_learning_curve
     from twosome_jax.run import load_run_config
 
     figure = REPO / "docs" / "results" / f"{args.task}.png"
     main_run = runs.get("twosome") or next(iter(runs.values()))
+    marks = ({"TWOSOME budget": load_run_config(runs["twosome"]).total_timesteps}
+             if "twosome" in runs and "ppo-ref" in runs else None)
     plot_learning_curve(main_run / "metrics.jsonl", figure,
                         baselines={a: r / "metrics.jsonl" for a, r in runs.items() if r != main_run},
-                        title=f"{args.task}: TWOSOME (SmolLM2-135M) vs baselines", smooth=5)
+                        title=f"{args.task}: TWOSOME (SmolLM2-135M) vs baselines", smooth=5,
+                        marks=marks, log_x=marks is not None)
     lines = [f"## {args.task}", "", "Produced by (each run resumes under the same command):", ""]
     for agent, run in runs.items():
         command = (run / COMMAND_FILE).read_text().strip() if (run / COMMAND_FILE).exists() else "(unknown)"

@@ -89,10 +89,13 @@ def curve(records: list[dict], key: str, smooth: int = 1):
 def plot_learning_curve(metrics_jsonl_path: str | os.PathLike, png_path: str | os.PathLike, *,
                         baselines: dict[str, str | os.PathLike] | None = None,
                         keys: tuple[str, ...] = DEFAULT_KEYS, smooth: int = 1,
-                        title: str | None = None, label: str | None = None) -> str:
+                        title: str | None = None, label: str | None = None,
+                        marks: dict[str, float] | None = None, log_x: bool = False) -> str:
     """Draw ``keys`` against env steps for a run and optional ``baselines`` {label: run or file}.
 
-    ``smooth``: trailing moving-average window in iterations (1 = raw). Returns ``png_path``.
+    ``smooth``: trailing moving-average window in iterations (1 = raw). ``marks``: {label: env
+    step} drawn as vertical lines (e.g. a budget). ``log_x``: a logarithmic env-step axis, for
+    runs whose budgets differ by orders of magnitude. Returns ``png_path``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -118,6 +121,10 @@ def plot_learning_curve(metrics_jsonl_path: str | os.PathLike, png_path: str | o
                     ax.fill_between(x, lo, hi, color=f"C{i}", alpha=0.2 if extra is None else 0.1, lw=0)
                 ax.plot(x, y, style, color=f"C{i}", lw=1.6, label=line_label)
                 drawn = True
+        for name, at in (marks or {}).items():
+            ax.axvline(at, color="0.35", ls=":", lw=1.4, label=name)
+        if log_x:
+            ax.set_xscale("log")
         if key == "success_rate":
             ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("env steps (macro actions, per seed)")
