@@ -1,9 +1,18 @@
-"""What an LLM agent (and the trainer, ``evaluate`` and ``play``) needs from an environment.
+"""What the trainers, ``evaluate`` and ``play`` need from an environment.
 
-Every family (``envs_jax/<family>/``) provides a gymnax ``Environment`` subclass with the
-members of :class:`TextEnvironment`, registered in :mod:`envs_jax.registry` and built by
-``envs_jax.make(name)``. Nothing above ``envs_jax`` knows a family by name: the trainer reads
-observations, offered actions, text tables and the episode info keys below, and nothing else.
+Every family (``envs_jax/<family>/``) provides a gymnax ``Environment`` subclass, registered
+in :mod:`envs_jax.registry` and built by ``envs_jax.make(name)``. Nothing above ``envs_jax``
+knows a family by name: the trainers read the members below and nothing else. There are two
+layers:
+
+* :class:`Environment`: what every family has (the gymnax API, names, sizes, the episode info
+  keys). :class:`VectorEnvironment` adds a vector of environments that resets itself, for
+  families whose reset is too costly for gymnax's reset-at-every-step (the guided PPO trainer,
+  ``twosome_jax.guided_train``, steps these).
+* :class:`TextEnvironment`: what TWOSOME's text agents (``twosome``, ``saycan``) and the
+  ``ppo-mlp`` baseline of ``twosome_jax.train`` need on top: the exact text of an observation,
+  its compiled token tables, the offered actions. A family without text tables says so in the
+  registry (``Family.agents``), and the training config rejects those agents for it.
 
 Decisions and time. One ``step`` is one decision of the agent. Overcooked's decision is a
 macro action that runs several primitive steps; ``info["macro_action_steps"]`` says how many,
@@ -13,8 +22,8 @@ single steps reports 1, so the same GAE is the plain discount.
 Episode info. ``step`` fills, on every step, the keys of :data:`EPISODE_INFO_KEYS`:
 ``returned_episode`` (the episode ended here), ``returned_episode_returns`` (its return, as the
 reference reports it; 0 unless it ended), ``returned_episode_lengths`` (its length in the
-family's own unit; 0 unless it ended), ``success`` (it ended by reaching the goal) and
-``macro_action_steps``.
+family's own unit; 0 unless it ended), ``success`` (it ended by reaching the goal; always False
+for a family without a goal) and ``macro_action_steps``.
 """
 
 from __future__ import annotations
@@ -39,16 +48,45 @@ class Description(NamedTuple):
 
 
 @runtime_checkable
-class TextEnvironment(Protocol):
-    """The members every registered environment has, beside gymnax's ``reset``/``step``."""
+class Environment(Protocol):
+    """The members every registered environment has, beside gymnax's ``reset``/``step``
+    (``step`` auto-resets on ``terminated | truncated``) and ``observation_space(params)``
+    (whose ``.shape`` and ``.dtype`` are the observation's)."""
 
     name: str  # the env id
     task_name: str  # the registry's task name
-    num_actions: int  # env actions; text tables have one slot per env action
-    obs_dim: int  # observations are int32 vectors of this length
-    action_names: tuple[str, ...]  # a short name per env action (traces, play, GIF captions)
-    max_episode_steps: int  # decisions after which every episode has ended
+    num_actions: int  # env actions (discrete)
+    action_names: tuple[str, ...]  # a short name per env action (traces, play, text)
+    max_episode_steps: int  # decisions after which every episode has ended (default params)
     deterministic: bool  # reset and step ignore their keys: every greedy episode is the same
+
+
+@runtime_checkable
+class VectorEnvironment(Environment, Protocol):
+    """An environment that steps ``num_envs`` copies of itself and resets the finished ones
+    itself, cheaply; ``vector(num_envs)`` returns an object with
+
+    * ``reset(key, params) -> (obs [N, ...], state)``,
+    * ``step(key, state, action [N], params) -> (obs, state, reward, terminated, truncated, info)``,
+      the arrays [N]; ``obs`` of a finished env is already its next episode's first observation
+      and ``info["final_observation"]`` the observation the episode ended on;
+    * ``num_envs``;
+
+    and ``info`` carrying :data:`EPISODE_INFO_KEYS` and the family's own per-episode records
+    (``episode_record_keys``, nonzero only where ``returned_episode``)."""
+
+    episode_record_keys: tuple[str, ...]
+
+    def vector(self, num_envs: int) -> Any:
+        """The vector of ``num_envs`` environments."""
+
+
+@runtime_checkable
+class TextEnvironment(Environment, Protocol):
+    """What TWOSOME's agents need beside :class:`Environment`: observations are int32 vectors
+    of ``obs_dim`` entries with an exact text and compiled token tables."""
+
+    obs_dim: int  # observations are int32 vectors of this length
 
     def describe(self, obs: Sequence[int]) -> Description:
         """The exact prompt and offered actions of one observation (host side)."""

@@ -26,12 +26,17 @@ class Family:
 
     ``entry`` is ``"module:Class"``; the class is built as ``Class(task_name, **kwargs)``.
     ``tasks`` maps each task name to its env id, in a stable order (the first is the family's
-    default task).
+    default task). ``text``: the class is an :class:`envs_jax.interface.TextEnvironment`, so
+    TWOSOME's agents (``twosome_jax.train``) accept it. ``agents``: the agents of the other
+    trainers that accept it (e.g. ``guided-ppo``, ``twosome_jax.guided_train``, for an
+    :class:`envs_jax.interface.VectorEnvironment`).
     """
 
     name: str
     entry: str
     tasks: dict[str, str]
+    text: bool = True
+    agents: tuple[str, ...] = ()
 
     def load(self):
         module, cls = self.entry.split(":")
@@ -60,6 +65,10 @@ FAMILIES: dict[str, Family] = {
             "washing_plate": "VirtualHome-WashingPlate-v0",
             "laundry": "VirtualHome-Laundry-v0",
         }),
+        Family("crafter", "envs_jax.crafter.env:Crafter", {
+            "crafter": "Crafter-Classic-Symbolic-v0",
+            "crafter_pixels": "Crafter-Classic-Pixels-v0",
+        }, text=False, agents=("guided-ppo",)),
     )
 }
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from envs_jax.registry import ENV_IDS, TASK_NAMES
+from envs_jax.registry import ENV_IDS, TASK_NAMES, family_of
 from twosome_jax.choices import AGENTS, DTYPES, LORA_TARGETS, NORMALIZATIONS, PPO_UPDATES, SCORINGS
 
 # The environment registry imports neither JAX nor any environment, so validating a config does not.
@@ -162,6 +162,10 @@ def _validate(c: TrainConfig) -> None:
                           ("scoring", SCORINGS), ("dtype", DTYPES), ("ppo_update", PPO_UPDATES)):
         if getattr(c, name) not in choices:
             bad(name, ", ".join(choices))
+    family = family_of(c.task)
+    if not family.text:  # these agents read text tables (envs_jax.interface.TextEnvironment)
+        raise ConfigError(f"task {c.task!r} has no text tables, so agent {c.agent!r} cannot run on it; "
+                          f"agents that accept it: {', '.join(family.agents)}")
     names = [o.split("=", 1)[0].strip() for o in c.env_options]
     if any("=" not in o or not n.isidentifier() for o, n in zip(c.env_options, names)) or len(set(names)) != len(names):
         bad("env_options", "a list of distinct NAME=VALUE items (e.g. obs_radius=10)")
