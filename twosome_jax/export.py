@@ -229,7 +229,8 @@ def export_critic(critic_params, path: str | os.PathLike) -> Path:
 
     Tensor names are the dict paths joined by "." (e.g. ``w0``); matrices keep our orientation
     [in, out] (``x @ w``), which the file's metadata records, since the critic has no PyTorch
-    counterpart to match.
+    counterpart to match. The metadata is one entry: safetensors writes several in a per-process
+    random order, and the same weights must give the same bytes.
     """
     from safetensors.numpy import save_file
 
@@ -237,5 +238,5 @@ def export_critic(critic_params, path: str | os.PathLike) -> Path:
     tensors = {".".join(p): np.ascontiguousarray(v, dtype=np.float32) for p, v in flat.items()}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, lambda p: save_file(tensors, p, metadata={"format": "jax", "layout": "x @ w ([in, out])"}))
+    write_atomic(out, lambda p: save_file(tensors, p, metadata={"layout": "x @ w ([in, out])"}))
     return out

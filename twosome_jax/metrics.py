@@ -224,3 +224,20 @@ class RunLogger:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class SilentLogger:
+    """The logger of processes other than 0 in a multi-process run: process 0's
+    :class:`RunLogger` writes the run's one record, these write nothing."""
+
+    def log(self, iteration: int, env_steps: int, metrics: Mapping[str, Any]) -> None:
+        pass
+
+    def write(self, message: str) -> None:
+        pass
+
+    def __enter__(self) -> "SilentLogger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass

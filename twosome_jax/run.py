@@ -101,7 +101,11 @@ def checkpoint_manager(run_dir: str | os.PathLike, *, keep: int = 3, create: boo
 def save_checkpoint(manager, step: int, state) -> None:
     import orbax.checkpoint as ocp
 
-    manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
+    from twosome_jax.distributed import to_host
+
+    # host arrays: the checkpoint does not depend on the device layout it was written from, and
+    # with several processes every one calls save while orbax lets process 0 write them
+    manager.save(step, args=ocp.args.StandardSave(to_host(state)), force=True)
     manager.wait_until_finished()
 
 
@@ -142,14 +146,18 @@ def _set_aside(manager, steps) -> None:
     so that the resumed run can save those steps again."""
     import shutil
 
-    aside = Path(manager.directory).parent / DAMAGED_DIR
-    aside.mkdir(exist_ok=True)
-    for step in steps:
-        src = Path(manager.directory) / str(step)
-        dst, n = aside / str(step), 1
-        while dst.exists():
-            dst, n = aside / f"{step}.{n}", n + 1
-        shutil.move(str(src), str(dst))
+    from twosome_jax.distributed import barrier, is_main
+
+    if is_main():  # the other processes of a multi-process run see the same directory
+        aside = Path(manager.directory).parent / DAMAGED_DIR
+        aside.mkdir(exist_ok=True)
+        for step in steps:
+            src = Path(manager.directory) / str(step)
+            dst, n = aside / str(step), 1
+            while dst.exists():
+                dst, n = aside / f"{step}.{n}", n + 1
+            shutil.move(str(src), str(dst))
+    barrier("twosome_jax.run set aside damaged checkpoints")
     manager.reload()
 
 
@@ -161,16 +169,18 @@ def _check_restored(state, target) -> None:
 
 
 def make_mesh(num_envs: int, model_parallel: int = 1):
-    """A ``(data, model)`` mesh over the local devices, or None on one device.
+    """A ``(data, model)`` mesh over the devices of every process, or None on one device.
 
     ``data`` splits the environments (and with them the rollout and the update batch);
     ``model`` splits the frozen base's weight matrices, for bases that do not fit one device.
+    ``jax.devices()`` lists each process's devices together, so a ``model`` group stays within
+    one host when ``model_parallel`` divides the devices per host.
     """
-    devices = jax.local_devices()
+    devices = jax.devices()
     if len(devices) == 1 and model_parallel == 1:
         return None
     if len(devices) % model_parallel:
-        raise RunError(f"model_parallel={model_parallel} must divide the {len(devices)} local devices")
+        raise RunError(f"model_parallel={model_parallel} must divide the {len(devices)} devices")
     data = len(devices) // model_parallel
     if num_envs % data:
         raise RunError(f"num_envs={num_envs} must be a multiple of the data-parallel size {data} "
@@ -183,11 +193,13 @@ def shard_state(state, mesh, num_envs: int, env_axis: int = 1):
     replicated. ``env_axis`` is 1 because the seed axis comes first."""
     from jax.sharding import NamedSharding, PartitionSpec as P
 
+    from twosome_jax.distributed import put
+
     def place(path, x):
         names = {str(getattr(k, "name", getattr(k, "key", ""))) for k in path}
         per_env = bool(names & {"env_state", "obs", "done"}) and x.ndim > env_axis and x.shape[env_axis] == num_envs
         spec = P(*([None] * env_axis + ["data"])) if per_env else P()
-        return jax.device_put(x, NamedSharding(mesh, spec))
+        return put(x, NamedSharding(mesh, spec))
 
     return jax.tree_util.tree_map_with_path(place, state)
 
@@ -197,6 +209,8 @@ def shard_frozen(frozen, mesh):
     stacked weight matrix [layers, in, out] of the base is split over ``model`` along its output
     axis (the embedding along its vocabulary axis); XLA inserts the collectives."""
     from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from twosome_jax.distributed import put
 
     split = mesh.shape["model"]
 
@@ -208,6 +222,6 @@ def shard_frozen(frozen, mesh):
                 spec = P(None, None, "model")
             elif x.ndim == 2 and x.shape[0] % split == 0:
                 spec = P("model", None)
-        return jax.device_put(x, NamedSharding(mesh, spec))
+        return put(x, NamedSharding(mesh, spec))
 
     return jax.tree_util.tree_map_with_path(place, frozen)

@@ -2,7 +2,9 @@
 
 Each PPO iteration is one compiled program (``trainer.Trainer.iteration``), vmapped over
 ``--num-seeds`` independent runs that share the frozen base. This file is the host side: it
-builds the run, logs, checkpoints, evaluates, and exports the adapters at the end.
+builds the run, logs, checkpoints, evaluates, and exports the adapters at the end. With
+``--distributed`` every process runs it; only process 0 writes the run's files
+(``twosome_jax/distributed.py``).
 """
 
 from __future__ import annotations
@@ -68,8 +70,9 @@ def _greedy_streak(records: list[dict]) -> int:
     return streak
 
 
-def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> dict:
-    """Run (or continue) training in ``run_dir``; returns the summary :func:`summarize` prints.
+def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> dict | None:
+    """Run (or continue) training in ``run_dir``; returns the summary :func:`summarize` prints
+    (None on processes other than 0).
 
     A run ends at its budget, or earlier once greedy success has held for
     ``stop_after_greedy_successes`` consecutive evaluations. An iteration whose losses or
@@ -78,18 +81,22 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
     import jax
     import numpy as np
 
-    from twosome_jax import run as runlib
+    from twosome_jax import distributed, run as runlib
     from twosome_jax.config import save_config
-    from twosome_jax.metrics import RunLogger, read_metrics
+    from twosome_jax.metrics import RunLogger, SilentLogger, read_metrics
     from twosome_jax.trainer import Trainer, per_seed
 
+    primary = distributed.is_main()
     setup = runlib.build(cfg)
-    trainer = Trainer.from_config(cfg, setup.agent, setup.env, setup.env_params)
+    distributed.barrier("twosome_jax.train checked the run directory")  # before process 0 writes to it
+    mesh = runlib.make_mesh(cfg.num_envs, cfg.model_parallel)
+    trainer = Trainer.from_config(cfg, setup.agent, setup.env, setup.env_params, mesh=mesh)
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.num_seeds)
     init = jax.jit(jax.vmap(trainer.init))
     iteration = jax.jit(per_seed(trainer.iteration, cfg.num_seeds), donate_argnums=1)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if primary:
+        run_dir.mkdir(parents=True, exist_ok=True)
     manager = runlib.checkpoint_manager(run_dir, keep=cfg.keep_checkpoints)
     notes = []
     if resume and manager.all_steps():
@@ -98,10 +105,10 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
     elif resume:  # killed before its first checkpoint: start again from the saved config
         step, state = 0, init(keys)
     else:
-        save_config(cfg, run_dir / runlib.CONFIG_FILE)
+        if primary:
+            save_config(cfg, run_dir / runlib.CONFIG_FILE)
         step, state = None, init(keys)
     frozen = setup.frozen
-    mesh = runlib.make_mesh(cfg.num_envs, cfg.model_parallel)
     if mesh is not None:
         state = runlib.shard_state(state, mesh, cfg.num_envs)
         frozen = runlib.shard_frozen(frozen, mesh)
@@ -109,20 +116,22 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
     evaluation = _eval_fn(setup, cfg.eval_episodes) if cfg.eval_every else None
     start = int(np.asarray(state.iteration).reshape(-1)[0])
     batch = cfg.num_envs * cfg.num_steps
-    logger = RunLogger(run_dir, total_steps=trainer.num_updates * batch, resume=resume,
-                       after_iteration=step, progress=progress, config=cfg.to_dict())
+    logger = (RunLogger(run_dir, total_steps=trainer.num_updates * batch, resume=resume, after_iteration=step,
+                        progress=progress, config=cfg.to_dict()) if primary else SilentLogger())
     metrics, stopped_early = {}, False
     with logger:
         for note in notes:
             logger.write(f"warning: {note}")
         if resume:
             logger.write(f"resumed {run_dir} at iteration {start}")
-        streak = _greedy_streak(read_metrics(logger.path))
+        # the evaluations behind the checkpoint, which the logger has kept; every process must
+        # agree on when the run stops early
+        streak = int(distributed.broadcast(_greedy_streak(read_metrics(logger.path)) if primary else 0))
         last_checkpoint = step or None
         for it in range(start, trainer.num_updates):
             t0 = time.perf_counter()
             state, metrics = iteration(frozen, state)
-            metrics = jax.device_get(metrics)
+            metrics = distributed.to_host(metrics)
             elapsed = time.perf_counter() - t0
             done = it + 1
             _check_finite(metrics, done, last_checkpoint)
@@ -130,7 +139,7 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
             evaluated = evaluation is not None and (done % cfg.eval_every == 0 or done == trainer.num_updates)
             if evaluated:
                 eval_keys = jax.random.split(jax.random.PRNGKey(cfg.seed + 10_000 + done), cfg.num_seeds)
-                metrics.update(jax.device_get(evaluation(state.actor, eval_keys)))
+                metrics.update(distributed.to_host(evaluation(state.actor, eval_keys)))
                 streak = streak + 1 if np.all(metrics["eval_success_greedy"] >= 1.0) else 0
             stopped_early = bool(cfg.stop_after_greedy_successes) and streak >= cfg.stop_after_greedy_successes
             env_steps = int(np.asarray(metrics.pop("env_steps")).reshape(-1)[0])
@@ -143,6 +152,8 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
             if stopped_early:
                 break
     finish(setup, run_dir, state)
+    if not primary:
+        return None
     return summarize(cfg, run_dir, read_metrics(run_dir / "metrics.jsonl"), stopped_early)
 
 
@@ -181,12 +192,16 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
 
 
 def finish(setup, run_dir: Path, state) -> None:
-    """Export every seed's adapter (PEFT) and critic, and draw the learning curve."""
+    """Export every seed's adapter (PEFT) and critic, and draw the learning curve (process 0;
+    every process takes part in gathering the state)."""
     import jax
 
+    from twosome_jax.distributed import is_main, to_host
     from twosome_jax.plotting import plot_learning_curve
 
-    state = jax.device_get(state)
+    state = to_host(state)
+    if not is_main():
+        return
     num_seeds = len(jax.tree.leaves(state.critic)[0])
     if setup.model_config is not None and setup.agent.learns_policy:
         from twosome_jax.export import export_critic, export_peft_adapter
@@ -207,6 +222,7 @@ def default_run_dir(cfg) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from twosome_jax import distributed
     from twosome_jax.config import ConfigError, add_config_arguments, config_from_args
 
     parser = argparse.ArgumentParser(prog="python -m twosome_jax.train", description=DESCRIPTION)
@@ -216,7 +232,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="no progress bar: a one-line status every few iterations instead (also the "
                              "default when stderr is not a terminal)")
     add_config_arguments(parser)
+    distributed.add_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        distributed.initialize(args)  # before anything (an import included) starts a jax backend
+    except distributed.DistributedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     from envs_jax.registry import UnknownEnvironment
     from twosome_jax.hub import FetchError
@@ -240,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RunError, ModelLoadError, FetchError, UnknownEnvironment) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print_summary(summary)
+    distributed.shutdown()
+    if summary is not None:
+        print_summary(summary)
     return 0
 
 

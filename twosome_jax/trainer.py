@@ -88,9 +88,10 @@ class Trainer:
     hyper: PPOHyper
     num_seeds: int = 1
     ppo_update: str = "phased"  # or "joint" (CleanRL's update, see twosome_jax.ppo)
+    mesh: Any = None  # the (data, model) mesh the state is laid out on (run.make_mesh); None: one device
 
     @classmethod
-    def from_config(cls, cfg, agent, env, env_params):
+    def from_config(cls, cfg, agent, env, env_params, mesh=None):
         batch = cfg.num_envs * cfg.num_steps
         hyper = PPOHyper(
             clip_coef=cfg.clip_coef, clip_vloss=cfg.clip_vloss, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef,
@@ -103,7 +104,7 @@ class Trainer:
                    num_updates=max(cfg.total_timesteps // batch, 1), gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
                    policy_learning_rate=policy_lr, value_learning_rate=value_lr, anneal_lr=cfg.anneal_lr,
                    max_grad_norm=cfg.max_grad_norm, critic_warmup_updates=cfg.critic_warmup_updates, hyper=hyper,
-                   num_seeds=cfg.num_seeds, ppo_update=cfg.ppo_update)
+                   num_seeds=cfg.num_seeds, ppo_update=cfg.ppo_update, mesh=mesh)
 
     @property
     def joint(self) -> bool:
@@ -189,6 +190,16 @@ class Trainer:
         return state, traj, episodes
 
     # -- one iteration --------------------------------------------------------------------
+    def _whole(self, tree):
+        """``tree`` (rollout arrays split over the environments) whole on every device, so that
+        the logged means add in one order however many devices or processes hold the
+        environments (partial sums of a split array would be combined in another order)."""
+        if self.mesh is None:
+            return tree
+        from jax.sharding import NamedSharding, PartitionSpec as P
+
+        return jax.lax.with_sharding_constraint(tree, NamedSharding(self.mesh, P()))
+
     def iteration(self, frozen, state: TrainState):
         """Rollout then PPO update; returns the new state and scalar metrics."""
         frac = 1.0 - state.iteration.astype(jnp.float32) / self.num_updates if self.anneal_lr else 1.0
@@ -219,6 +230,7 @@ class Trainer:
                 train_policy=train_policy, distinct_sizes=self.distinct_sizes(frozen))
         state = state.replace(actor=actor, critic=critic, actor_opt=actor_opt, critic_opt=critic_opt, rng=rng,
                               iteration=state.iteration + 1)
+        rewards, values, episodes = self._whole((traj.reward, traj.value, episodes))
         finished = episodes["returned_episode"]
         n = finished.sum()
         safe = jnp.maximum(n, 1)
@@ -228,7 +240,7 @@ class Trainer:
             mean_return=jnp.where(n > 0, jnp.sum(episodes["returned_episode_returns"]) / safe, jnp.nan),
             success_rate=jnp.where(n > 0, jnp.sum(episodes["success"]) / safe, jnp.nan),
             mean_episode_length=jnp.where(n > 0, jnp.sum(episodes["returned_episode_lengths"]) / safe, jnp.nan),
-            mean_macro_reward=traj.reward.mean(), value_mean=traj.value.mean(),
+            mean_macro_reward=rewards.mean(), value_mean=values.mean(),
             policy_learning_rate=self.policy_learning_rate * frac,
             params_finite=jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((actor, critic))])))
         return state, metrics
