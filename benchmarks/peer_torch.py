@@ -88,7 +88,10 @@ class PeerAgent:
         self.normalization = normalization
         config = peft.LoraConfig(r=lora_rank, lora_alpha=lora_alpha, target_modules=list(lora_targets),
                                  lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
-        self.actor = peft.get_peft_model(model.float(), config)
+        dtype = next(model.parameters()).dtype
+        if dtype != torch.float32:
+            raise PeerError(f"the peer runs float32 weights, got {dtype}; load the model with dtype=torch.float32")
+        self.actor = peft.get_peft_model(model, config)
         sizes = (model.config.hidden_size, *critic_hidden, 1)
         layers = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -201,7 +204,8 @@ def peer_iteration(agent: PeerAgent, batch: PeerBatch, describe, num_actions: in
     """One reference update on ``batch``: the rollout's policy and value computations, GAE, the
     value phase and the policy phase. ``describe(obs)`` is the environment's obs -> text;
     ``cfg`` holds the PPO settings (a ``TrainConfig``). Returns metrics (means as ours logs
-    them) and the rollout's log-probabilities and values."""
+    them, and the seconds of the rollout, the value phase and the policy phase) and the
+    rollout's log-probabilities and values."""
     from torch.distributions import Categorical
 
     T, N = batch.actions.shape
@@ -209,6 +213,7 @@ def peer_iteration(agent: PeerAgent, batch: PeerBatch, describe, num_actions: in
     texts = lambda obs: [describe(o) for o in obs]
     actions = torch.tensor(np.asarray(batch.actions), dtype=torch.long)
     logprobs, values = torch.zeros(T, N), torch.zeros(T, N)
+    clock = {"start": time.perf_counter(), "value_phase_s": 0.0, "policy_phase_s": 0.0}
     with torch.no_grad():
         for t in range(T):
             d = texts(batch.obs[t])
@@ -228,6 +233,7 @@ def peer_iteration(agent: PeerAgent, batch: PeerBatch, describe, num_actions: in
             delta = rewards[t] + discount * next_v * nonterminal - values[t]
             advantages[t] = last = delta + discount * cfg.gae_lambda * nonterminal * last
         returns = advantages + values
+    clock["rollout_s"] = time.perf_counter() - clock["start"]
 
     b_obs = np.asarray(batch.obs).reshape(B, -1)
     b_actions, b_logprobs, b_values = actions.reshape(B), logprobs.reshape(B), values.reshape(B)
@@ -246,6 +252,7 @@ def peer_iteration(agent: PeerAgent, batch: PeerBatch, describe, num_actions: in
             np.random.shuffle(perm)
         else:
             perm = np.array(batch.perms[epoch])  # a writable copy: torch indexes with it
+        phase = time.perf_counter()
         for start in range(0, B, val_size):
             idx = perm[start:start + val_size]
             new_v = agent.values([describe(o).prompt for o in b_obs[idx]])
@@ -261,6 +268,8 @@ def peer_iteration(agent: PeerAgent, batch: PeerBatch, describe, num_actions: in
             nn.utils.clip_grad_norm_(critic, cfg.max_grad_norm)
             value_opt.step()
             v_losses.append(loss.item())
+        clock["value_phase_s"] += time.perf_counter() - phase
+        phase = time.perf_counter()
 
         policy_opt.zero_grad()
         group = []
@@ -291,10 +300,11 @@ def peer_iteration(agent: PeerAgent, batch: PeerBatch, describe, num_actions: in
                 nn.utils.clip_grad_norm_(lora, cfg.max_grad_norm)
                 policy_opt.step()
                 policy_opt.zero_grad()
+        clock["policy_phase_s"] += time.perf_counter() - phase
     metrics = {key: sum(g[key] for g in groups) / max(len(groups), 1)
                for key in ("pg_loss", "entropy", "approx_kl", "clipfrac")}
     metrics.update(value_loss=sum(v_losses) / len(v_losses), policy_steps=sum(g["stepped"] for g in groups),
-                   early_stopped=stopped)
+                   early_stopped=stopped, **{k: v for k, v in clock.items() if k != "start"})
     return metrics, {"logp": logprobs.numpy(), "value": values.numpy()}
 
 
@@ -374,7 +384,7 @@ def measure_task(task: str, model_spec: str, repeats: int, log=print) -> dict:
     jax.block_until_ready(iteration(frozen, state0))
     compile_s = time.perf_counter() - t
     log(f"{task}: ours compiled and ran once in {compile_s:.1f} s")
-    ours_s, peer_s, load = [], [], []
+    ours_s, peer_s, phases, load = [], [], [], []
     for r in range(repeats):  # both sides always start from the same state: every round does the same work
         t = time.perf_counter()
         _, ours_metrics = jax.block_until_ready(iteration(frozen, state0))
@@ -383,6 +393,7 @@ def measure_task(task: str, model_spec: str, repeats: int, log=print) -> dict:
         t = time.perf_counter()
         peer_metrics, peer_rollout = peer_iteration(peer, batch, env.describe, env.num_actions, cfg)
         peer_s.append(time.perf_counter() - t)
+        phases.append({k: peer_metrics[k] for k in ("rollout_s", "value_phase_s", "policy_phase_s")})
         load.append(os.getloadavg()[0])
         log(f"{task} round {r + 1}/{repeats}: ours {ours_s[-1]:.1f} s, peer {peer_s[-1]:.1f} s, load {load[-1]:.2f}")
     keys = ("value_loss", "pg_loss", "entropy", "approx_kl", "clipfrac", "policy_steps", "early_stopped")
@@ -390,7 +401,7 @@ def measure_task(task: str, model_spec: str, repeats: int, log=print) -> dict:
     return {"env_steps": trainer.num_envs * trainer.num_steps, "num_actions": env.num_actions,
             "ours_compile_and_first_s": compile_s, "ours_s": ours_s, "peer_s": peer_s, "speedup": ratios,
             "ours": _spread(ours_s), "peer": _spread(peer_s), "speedup_spread": _spread(ratios),
-            "loadavg_1m_after_rounds": load,
+            "peer_phases_s": phases, "loadavg_1m_after_rounds": load,
             "ours_metrics": {k: float(ours_metrics[k]) for k in keys},
             "peer_metrics": {k: float(peer_metrics[k]) for k in keys},
             "rollout_max_abs_diff": {"logp": float(np.abs(peer_rollout["logp"] - traj.logp).max()),
@@ -441,12 +452,12 @@ def main(argv=None):
               "threads": args.threads, "cores": sorted(os.sched_getaffinity(0)), "repeats": args.repeats,
               "command": "python benchmarks/peer_torch.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "tasks": {}}
-    for task in tasks:
-        report["tasks"][task] = measure_task(task, args.model, args.repeats, log=lambda m: print(m, file=sys.stderr))
-    report["loadavg_at_end"] = list(os.getloadavg())
     path = args.json or REPO / "benchmarks" / "results" / (
         f"peer_torch_{report['date_utc'][:10]}_{report['commit'][:7]}.json")
-    Path(path).write_text(json.dumps(report, indent=1))
+    for task in tasks:  # the file is rewritten after each task: a long run killed late keeps what it measured
+        report["tasks"][task] = measure_task(task, args.model, args.repeats, log=lambda m: print(m, file=sys.stderr))
+        report["loadavg_at_end"] = list(os.getloadavg())
+        Path(path).write_text(json.dumps(report, indent=1))
     print(table(report))
     print(f"\nwritten: {path}")
 
