@@ -26,7 +26,9 @@ OUTPUTS = ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "
 
 
 def _env(devices: int) -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    # unoptimised XLA code compiles in less time; both sides of each comparison use it
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} "
+                                     "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
     # the flags say who the processes are, nothing is to be detected; and no persistent
     # compilation cache: on CPU it serves process 0 alone, and the others, still compiling, would
     # miss gloo's 30 s deadline at the first collective

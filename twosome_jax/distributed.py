@@ -67,6 +67,9 @@ def initialize(args: argparse.Namespace) -> None:
 
     import jax
 
+    if jax.config.jax_cpu_collectives_implementation is None:
+        # CPU devices of several processes talk through gloo (jax 0.10's default; MPI if chosen)
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(coordinator_address=address, num_processes=count, process_id=rank)
     except ValueError as e:  # what jax could not detect
