@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from datetime import date
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
         out = json.loads(done.stdout)
         for name in out["results"]:
             results[name] = {key: out[key][name] for key in ("before", "results", "difference")}
-        source = out["adapter_from"]
+        source = os.path.relpath(out["adapter_from"], REPO)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip()
     lines = [f"### Before and after TWOSOME training on {cfg.task}", "",
