@@ -6,9 +6,10 @@ knows a family by name: the trainers read the members below and nothing else. Th
 layers:
 
 * :class:`Environment`: what every family has (the gymnax API, names, sizes, the episode info
-  keys). :class:`VectorEnvironment` adds a vector of environments that resets itself, for
-  families whose reset is too costly for gymnax's reset-at-every-step (the guided PPO trainer,
-  ``twosome_jax.guided_train``, steps these).
+  keys).
+* :class:`GuidedEnvironment`: what the guided PPO trainer (``twosome_jax.guided_train``) needs
+  on top: a vector of environments that resets itself (for families whose reset is too costly
+  for gymnax's reset-at-every-step), achievement records, sub-goal texts.
 * :class:`TextEnvironment`: what TWOSOME's text agents (``twosome``, ``saycan``) and the
   ``ppo-mlp`` baseline of ``twosome_jax.train`` need on top: the exact text of an observation,
   its compiled token tables, the offered actions. A family without text tables says so in the
@@ -62,23 +63,31 @@ class Environment(Protocol):
 
 
 @runtime_checkable
-class VectorEnvironment(Environment, Protocol):
-    """An environment that steps ``num_envs`` copies of itself and resets the finished ones
-    itself, cheaply; ``vector(num_envs)`` returns an object with
+class GuidedEnvironment(Environment, Protocol):
+    """What the guided PPO trainer (``twosome_jax.guided_train``) needs beside
+    :class:`Environment`: a vector of environments that resets its finished ones itself,
+    cheaply, per-episode achievement records, and the sub-goals an instruction names.
+
+    ``vector(num_envs)`` returns an object with ``num_envs``,
 
     * ``reset(key, params) -> (obs [N, ...], state)``,
     * ``step(key, state, action [N], params) -> (obs, state, reward, terminated, truncated, info)``,
       the arrays [N]; ``obs`` of a finished env is already its next episode's first observation
       and ``info["final_observation"]`` the observation the episode ended on;
-    * ``num_envs``;
 
-    and ``info`` carrying :data:`EPISODE_INFO_KEYS` and the family's own per-episode records
-    (``episode_record_keys``, nonzero only where ``returned_episode``)."""
+    and ``info`` carries :data:`EPISODE_INFO_KEYS` and ``returned_episode_achievements``, bool
+    [N, len(achievements)]: what the episode unlocked (zero unless ``returned_episode``)."""
 
-    episode_record_keys: tuple[str, ...]
+    achievements: tuple[str, ...]  # the columns of info["returned_episode_achievements"]
+    subgoals: tuple[str, ...]  # the sub-goal texts an instruction chooses from
 
     def vector(self, num_envs: int) -> Any:
         """The vector of ``num_envs`` environments."""
+
+    def episode_metrics(self, episodes_with: np.ndarray, episodes: np.ndarray) -> dict[str, np.ndarray]:
+        """The family's summary of finished episodes from totals (host side): ``episodes_with``
+        [..., len(achievements)] counts the episodes that unlocked each achievement, out of
+        ``episodes`` [...] (Crafter: its score)."""
 
 
 @runtime_checkable

@@ -29,7 +29,7 @@ class Family:
     default task). ``text``: the class is an :class:`envs_jax.interface.TextEnvironment`, so
     TWOSOME's agents (``twosome_jax.train``) accept it. ``agents``: the agents of the other
     trainers that accept it (e.g. ``guided-ppo``, ``twosome_jax.guided_train``, for an
-    :class:`envs_jax.interface.VectorEnvironment`).
+    :class:`envs_jax.interface.GuidedEnvironment`).
     """
 
     name: str

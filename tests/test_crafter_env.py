@@ -42,7 +42,7 @@ def test_registry_and_interface():
     assert (env.name, env.task_name, env.num_actions, env.max_episode_steps) == (
         "Crafter-Classic-Symbolic-v0", "crafter", 17, 10_000)
     assert env.observation_space(params).shape == (1345,) and env.action_names == C.ACTION_NAMES
-    assert isinstance(env, interface.VectorEnvironment) and not isinstance(env, interface.TextEnvironment)
+    assert isinstance(env, interface.GuidedEnvironment) and not isinstance(env, interface.TextEnvironment)
     family = envs_jax.registry.family_of("crafter_pixels")
     assert (family.text, family.agents) == (False, ("guided-ppo",))
     env, params = envs_jax.make("crafter", max_timesteps=MAX_STEPS)

@@ -5,6 +5,10 @@ Each PPO iteration is one compiled program (``trainer.Trainer.iteration``), vmap
 builds the run, logs, checkpoints, evaluates, and exports the adapters at the end. With
 ``--distributed`` every process runs it; only process 0 writes the run's files
 (``twosome_jax/distributed.py``).
+
+A ``--config`` file (or a ``--resume`` run's ``config.yaml``) that says ``trainer: guided_ppo``
+goes to the instruction-conditioned PPO trainer instead (``twosome_jax.guided_train``; Crafter,
+``configs/crafter_*.yaml``), with the same run directory, resume, metrics and plots.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
     from twosome_jax import distributed, run as runlib
     from twosome_jax.config import save_config
     from twosome_jax.metrics import RunLogger, SilentLogger, read_metrics
+    from twosome_jax.seeds import init_seeds
     from twosome_jax.trainer import Trainer, per_seed
 
     primary = distributed.is_main()
@@ -92,7 +97,7 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None) -> 
     mesh = runlib.make_mesh(cfg.num_envs, cfg.model_parallel)
     trainer = Trainer.from_config(cfg, setup.agent, setup.env, setup.env_params, mesh=mesh)
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.num_seeds)
-    init = jax.jit(jax.vmap(trainer.init))
+    init = jax.jit(lambda keys: init_seeds(trainer.init, keys))
     iteration = jax.jit(per_seed(trainer.iteration, cfg.num_seeds), donate_argnums=1)
 
     if primary:
@@ -222,6 +227,10 @@ def default_run_dir(cfg) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from twosome_jax import guided_train
+
+    if guided_train.handles(argv):  # a config (or resumed run) that says ``trainer: guided_ppo``
+        return guided_train.main(argv)
     from twosome_jax import distributed
     from twosome_jax.config import ConfigError, add_config_arguments, config_from_args
 

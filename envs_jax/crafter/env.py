@@ -30,8 +30,6 @@ from . import constants as C
 __all__ = ["Crafter", "EnvState"]
 
 OBSERVATIONS = {"crafter": "symbolic", "crafter_pixels": "pixels"}
-# what the per-episode records of ``info`` hold, besides interface.EPISODE_INFO_KEYS
-EPISODE_RECORD_KEYS = ("returned_episode_achievements",)
 
 
 @struct.dataclass
@@ -60,7 +58,8 @@ class Crafter(environment.Environment):
     """
 
     deterministic = False
-    episode_record_keys = EPISODE_RECORD_KEYS
+    achievements = C.ACHIEVEMENTS
+    subgoals = C.SUBGOALS  # RLAdapter's 31
 
     def __init__(self, task: str = "crafter"):
         super().__init__()
@@ -158,6 +157,12 @@ class Crafter(environment.Environment):
     @property
     def max_episode_steps(self) -> int:
         return int(self.default_params.max_timesteps)
+
+    def episode_metrics(self, episodes_with, episodes) -> dict:
+        """``crafter_score``: the Crafter score of the episodes counted (:mod:`.score`)."""
+        from .score import crafter_score, rates_from_totals
+
+        return {"crafter_score": crafter_score(rates_from_totals(episodes_with, episodes))}
 
     def __repr__(self) -> str:
         return f"Crafter({self._task!r})"

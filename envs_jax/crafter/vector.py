@@ -32,11 +32,12 @@ from envs_jax.vector import vmap_blocked
 RESET_CHUNK = 64  # worlds generated per vmapped call (cost per world rises past this on CPU)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True)
 class OptimisticReset:
     """``num_envs`` copies of ``env`` (a :class:`~envs_jax.crafter.env.Crafter`); see the module
     docstring. ``resets_per_step`` defaults to ``ceil(num_envs / 16)``; ``reset_chunk`` is the
-    number of first worlds generated per vmapped call."""
+    number of first worlds generated per vmapped call. Equal vectors (same env, sizes) compare
+    and hash equal, so jitted functions taking one as a static argument share compilations."""
 
     env: Any
     num_envs: int
