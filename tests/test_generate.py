@@ -166,3 +166,65 @@ def test_smollm2_greedy_matches_transformers(smollm2_gguf):
     out = generate(graphdef, base, lora, *pad_prompts(prompts, pad), max_new_tokens=16, eos_id=eos, pad_id=pad)
     assert_same_as_hf(out, want, 16, pad)
     print("SmolLM2 greedy:", [tok.decode(w) for w in want])
+
+
+@pytest.fixture(scope="module")
+def tiny_lora():
+    """The tiny model with random base weights and adapters, no torch reference (prefix tests)."""
+    lcfg = LoRAConfig(rank=4, alpha=12.0, targets=ALL_TARGETS)
+    config, model, tok = load_model("tiny-random", dtype="float32", lora=lcfg)
+    _perturb(model, seed=5)
+    return config, split_model(model), tok
+
+
+PREFIX = "There is a fixed table in the room. You notice a cup on the table."
+SUFFIXES = [" The cook walks to the kitchen and picks up the knife.", " Take the plate,",
+            " What should you do first? You should", " A"]
+
+
+def _prefixed(tok):
+    """The prefix's ids and what each full prompt adds after them (checked to split cleanly)."""
+    head = tok(PREFIX)["input_ids"]
+    full = [tok(PREFIX + s)["input_ids"] for s in SUFFIXES]
+    assert all(f[:len(head)] == head and len(f) > len(head) for f in full)
+    return head, full, [f[len(head):] for f in full]
+
+
+@pytest.mark.parametrize("use_lora", [True, False])
+def test_prefix_cache_decodes_the_full_prompts_tokens(tiny_lora, use_lora):
+    """Greedy decode of the suffixes after a cached prefix gives the tokens of the full prompts
+    decoded without it (EOS stops included), and so does the uncached loop given the prefix."""
+    from twosome_jax.model.generate import prefix_cache
+
+    config, (graphdef, base, lora), tok = tiny_lora
+    head, full, rest = _prefixed(tok)
+    pad = tok.pad_token_id
+    plain = generate(graphdef, base, lora, *pad_prompts(full, pad), max_new_tokens=NEW, eos_id=config.eos_token_id,
+                     pad_id=pad, use_lora=use_lora)
+    eos = int(np.asarray(plain.tokens)[0, 3])  # the 4th token of row 0 as EOS: rows stop at different steps
+    plain = generate(graphdef, base, lora, *pad_prompts(full, pad), max_new_tokens=NEW, eos_id=eos, pad_id=pad,
+                     use_lora=use_lora)
+    assert len(set(np.asarray(plain.lengths).tolist())) > 1 and len({tuple(r) for r in np.asarray(plain.tokens)}) > 2
+    prefix = prefix_cache(graphdef, base, lora, head, use_lora=use_lora)
+    assert prefix.length == len(head) and prefix.kv.k.shape[1:3] == (1, len(head))
+    for use_cache in (True, False):
+        cached = generate(graphdef, base, lora, *pad_prompts(rest, pad, WIDTH), max_new_tokens=NEW, eos_id=eos,
+                          pad_id=pad, use_lora=use_lora, prefix=prefix, use_cache=use_cache)
+        np.testing.assert_array_equal(np.asarray(cached.tokens), np.asarray(plain.tokens))
+        np.testing.assert_array_equal(np.asarray(cached.lengths), np.asarray(plain.lengths))
+
+
+def test_prefix_cache_rejects_a_mismatch(tiny_lora):
+    from twosome_jax.model.generate import prefix_cache
+
+    config, (graphdef, base, lora), tok = tiny_lora
+    head, _, rest = _prefixed(tok)
+    prefix = prefix_cache(graphdef, base, lora, head, use_lora=True)
+    ids, lens = pad_prompts(rest, tok.pad_token_id)
+    with pytest.raises(ValueError, match="use_lora=True; this decode has use_lora=False") as e:
+        generate(graphdef, base, lora, ids, lens, max_new_tokens=2, prefix=prefix, use_lora=False)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="prefix must be a PrefixCache"):
+        generate(graphdef, base, lora, ids, lens, max_new_tokens=2, prefix=head)
+    with pytest.raises(ValueError, match="non-empty list of token ids"):
+        prefix_cache(graphdef, base, lora, [])

@@ -17,8 +17,15 @@ explicit per row (prompt token i at position i, the j-th generated token at prom
 RoPE sees each row as if it were unpadded and a padded batch decodes the same tokens as the
 prompts one at a time.
 
-``use_cache=False`` runs the same loop recomputing the whole sequence at every step; it is the
-baseline the KV cache is measured against (benchmarks/test_generate.py), not a mode to use.
+A shared prefix. When every prompt of a batch starts with the same tokens (a fixed system turn),
+``prefix_cache`` runs them once and ``generate(..., prefix=...)`` takes only what follows them:
+the prefix's keys and values fill cache slots 0..Q-1 of every row, the prompts follow in slots
+Q..Q+P-1 at positions from Q, and generation proceeds as above. The tokens are those of the
+full prompts generated without it (tests/test_generate.py).
+
+``use_cache=False`` runs the same loop recomputing the whole sequence at every step (prefix
+included); it is the baseline the KV cache is measured against (benchmarks/test_generate.py),
+not a mode to use.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import numpy as np
 from flax import nnx
 
 from .functional import apply_hidden, apply_hidden_cached, apply_lm_head
-from .kv_cache import KVCache
+from .kv_cache import KVCache, PrefixCache
 
 
 class Generation(NamedTuple):
@@ -56,10 +63,31 @@ def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, width: int | None
     return ids, lengths
 
 
+def prefix_cache(graphdef, base, lora, prefix_ids: Sequence[int], *, use_lora: bool = True) -> PrefixCache:
+    """The keys and values of ``prefix_ids`` (one token list, at positions 0..Q-1), for
+    ``generate(..., prefix=...)``. Valid for these weights only: rebuild it when they change."""
+    ids = np.asarray(prefix_ids, np.int32)
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError(f"prefix_ids must be a non-empty list of token ids, got shape {ids.shape}")
+    return PrefixCache(jnp.asarray(ids), _prefix_kv(graphdef, base, lora, jnp.asarray(ids)[None], use_lora=bool(use_lora)),
+                       bool(use_lora))
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("use_lora",))
+def _prefix_kv(graphdef, base, lora, ids, *, use_lora):
+    config = nnx.merge(graphdef, base, lora).config
+    Q = ids.shape[1]
+    causal = jnp.tril(jnp.ones((Q, Q), bool))[None]
+    positions = jnp.arange(Q, dtype=jnp.int32)[None]
+    _, cache = apply_hidden_cached(graphdef, base, lora, ids, positions, causal, KVCache.empty(config, 1, Q), 0,
+                                   use_lora=use_lora)
+    return cache
+
+
 def generate(graphdef, base, lora, prompt_ids, prompt_len, *, max_new_tokens: int,
              eos_id: int | Sequence[int] | None = None, pad_id: int | None = None,
              temperature: float = 0.0, top_p: float = 1.0, key=None, use_lora: bool = True,
-             use_cache: bool = True) -> Generation:
+             use_cache: bool = True, prefix: PrefixCache | None = None) -> Generation:
     """Continue each right-padded prompt by up to ``max_new_tokens`` tokens.
 
     temperature 0 decodes greedily (argmax, as transformers' ``do_sample=False``); above 0 it
@@ -68,6 +96,8 @@ def generate(graphdef, base, lora, prompt_ids, prompt_len, *, max_new_tokens: in
     stays), drawing step t with ``fold_in(key, t)``: the same key gives the same tokens. A row
     stops after its first token in ``eos_id`` (one id or several); the rest of its row is
     ``pad_id`` (default: the first EOS id, else 0). use_lora: decode with the adapters in ``lora``.
+    prefix: a :func:`prefix_cache` of the tokens every prompt starts with; ``prompt_ids`` are then
+    the tokens after it (at least one per row).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -77,6 +107,10 @@ def generate(graphdef, base, lora, prompt_ids, prompt_len, *, max_new_tokens: in
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if temperature > 0 and key is None:
         raise ValueError("sampling (temperature > 0) needs a key")
+    if prefix is not None and not isinstance(prefix, PrefixCache):
+        raise ValueError(f"prefix must be a PrefixCache (from prefix_cache), got {type(prefix).__name__}")
+    if prefix is not None and prefix.use_lora != bool(use_lora):
+        raise ValueError(f"the prefix cache was built with use_lora={prefix.use_lora}; this decode has use_lora={bool(use_lora)}")
     eos_ids = np.zeros((0,), np.int32) if eos_id is None else np.atleast_1d(np.asarray(eos_id, np.int32))
     if pad_id is None:
         pad_id = int(eos_ids[0]) if eos_ids.size else 0
@@ -87,7 +121,7 @@ def generate(graphdef, base, lora, prompt_ids, prompt_len, *, max_new_tokens: in
     sample = temperature > 0
     # only what fixes the program's shape or structure is static: sampling settings, EOS and pad
     # ids are values, so changing them reuses the compiled decode
-    return _generate(graphdef, base, lora, prompt_ids, prompt_len, jnp.asarray(eos_ids), jnp.int32(pad_id),
+    return _generate(graphdef, base, lora, prompt_ids, prompt_len, prefix, jnp.asarray(eos_ids), jnp.int32(pad_id),
                      key if sample else None, jnp.float32(temperature), jnp.float32(top_p),
                      max_new_tokens=int(max_new_tokens), sample=sample, use_lora=bool(use_lora),
                      use_cache=bool(use_cache))
@@ -130,18 +164,19 @@ def _nucleus(probs, top_p):
 
 
 @functools.partial(jax.jit, static_argnums=0, static_argnames=("max_new_tokens", "sample", "use_lora", "use_cache"))
-def _generate(graphdef, base, lora, prompt_ids, prompt_len, eos_ids, pad_id, key, temperature, top_p, *,
+def _generate(graphdef, base, lora, prompt_ids, prompt_len, prefix, eos_ids, pad_id, key, temperature, top_p, *,
               max_new_tokens, sample, use_lora, use_cache):
     config = nnx.merge(graphdef, base, lora).config
     B, P = prompt_ids.shape
+    Q = 0 if prefix is None else prefix.length  # slots 0..Q-1: the shared prefix
     N = max_new_tokens
-    S = P + N - 1  # the last generated token is never fed back
+    S = Q + P + N - 1  # the last generated token is never fed back
     slot = jnp.arange(S, dtype=jnp.int32)
-    prompt_held = slot[None, :] < prompt_len[:, None]  # [B, S]
+    prompt_held = slot[None, :] < Q + prompt_len[:, None]  # [B, S]
 
     def held_after(t):
         """Slots holding a row's tokens once the token of step t is written (t = 0: the prompt)."""
-        return prompt_held | ((slot[None, :] >= P) & (slot[None, :] < P + t))
+        return prompt_held | ((slot[None, :] >= Q + P) & (slot[None, :] < Q + P + t))
 
     if use_cache:
         def forward(state, ids, pos, index, held):
@@ -149,7 +184,7 @@ def _generate(graphdef, base, lora, prompt_ids, prompt_len, eos_ids, pad_id, key
             mask = held[:, None, :] & (slot[None, None, :] <= query[None, :, None])
             return apply_hidden_cached(graphdef, base, lora, ids, pos, mask, state, index, use_lora=use_lora)
 
-        state = KVCache.empty(config, B, S)
+        state = KVCache.empty(config, B, S) if prefix is None else prefix.expand(B, S)
     else:
         def forward(state, ids, pos, index, held):
             seq_ids = jax.lax.dynamic_update_slice(state[0], ids, (0, index))
@@ -159,6 +194,8 @@ def _generate(graphdef, base, lora, prompt_ids, prompt_len, eos_ids, pad_id, key
             return jax.lax.dynamic_slice_in_dim(hidden, index, ids.shape[1], axis=1), (seq_ids, seq_pos)
 
         state = (jnp.zeros((B, S), jnp.int32), jnp.zeros((B, S), jnp.int32))
+        if prefix is not None:
+            state = (state[0].at[:, :Q].set(prefix.ids[None]), state[1].at[:, :Q].set(jnp.arange(Q, dtype=jnp.int32)[None]))
 
     def next_token(hidden, t):
         logits = apply_lm_head(graphdef, base, lora, hidden)
@@ -167,8 +204,8 @@ def _generate(graphdef, base, lora, prompt_ids, prompt_len, eos_ids, pad_id, key
     def is_eos(tok):
         return jnp.any(tok[:, None] == eos_ids[None, :], axis=-1)
 
-    positions = jnp.broadcast_to(jnp.arange(P, dtype=jnp.int32), (B, P))
-    hidden, state = forward(state, prompt_ids, positions, 0, held_after(0))
+    positions = jnp.broadcast_to(Q + jnp.arange(P, dtype=jnp.int32), (B, P))
+    hidden, state = forward(state, prompt_ids, positions, Q, held_after(0))
     tok = next_token(hidden[jnp.arange(B), prompt_len - 1], 0)
     tokens = jnp.full((B, N), pad_id, jnp.int32).at[:, 0].set(tok)
     carry = (jnp.int32(1), tok, tokens, jnp.ones((B,), jnp.int32), is_eos(tok), state)
@@ -179,8 +216,8 @@ def _generate(graphdef, base, lora, prompt_ids, prompt_len, eos_ids, pad_id, key
 
     def body(carry):
         t, tok, tokens, lengths, done, state = carry
-        index = P + t - 1
-        hidden, state = forward(state, tok[:, None], (prompt_len + t - 1)[:, None], index, held_after(t))
+        index = Q + P + t - 1
+        hidden, state = forward(state, tok[:, None], (Q + prompt_len + t - 1)[:, None], index, held_after(t))
         new = jnp.where(done, pad_id, next_token(hidden[:, 0], t))
         tokens = jax.lax.dynamic_update_slice(tokens, new[:, None], (0, t))
         return t + 1, new, tokens, lengths + (~done).astype(jnp.int32), done | is_eos(new), state

@@ -8,6 +8,9 @@ positions: RoPE is applied before a key is stored, with the positions the caller
 row's tokens may sit anywhere in the cache (a padded prompt leaves masked gaps) without changing
 the result. Only the new tokens are written (``dynamic_update_slice`` on the whole stacked array),
 so inside a loop XLA updates the cache in place instead of copying it per step.
+
+``PrefixCache`` holds the keys and values of a prefix shared by a batch of prompts, computed once
+(``generate.prefix_cache``) and copied into the first slots of every row's cache.
 """
 
 from __future__ import annotations
@@ -46,3 +49,38 @@ class KVCache:
     def layer(self, layer):
         """(k, v) of one layer, each [B, S, K, hd]."""
         return self.k[layer], self.v[layer]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class PrefixCache:
+    """The keys and values of a token prefix that every prompt of a batch starts with.
+
+    A prompt family with a fixed head (RLAdapter's analyst prompts share their system turn) need
+    not recompute that head for every prompt in every round: it is run once, for one row, and
+    :meth:`expand` copies its keys and values into the first slots of each row's cache. Keys are
+    stored after RoPE at positions ``0 .. length-1``, so the prompts after it take positions from
+    ``length`` on. The cache holds the result of one set of weights: built with other adapters
+    (or ``use_lora`` otherwise) than the decode uses, it silently gives another model's prefix,
+    so rebuild it whenever the weights change; ``use_lora`` is recorded and checked."""
+
+    ids: jax.Array  # int32 [Q]: the prefix's tokens (the uncached baseline recomputes from them)
+    kv: KVCache  # one row, Q slots
+    use_lora: bool = dataclasses.field(metadata=dict(static=True))
+
+    @property
+    def length(self) -> int:
+        return self.ids.shape[0]
+
+    def expand(self, batch: int, slots: int) -> KVCache:
+        """A cache of ``slots`` slots for ``batch`` rows; slots ``0 .. length-1`` of every row
+        hold the prefix, the rest are zero."""
+        L, _, Q, K, hd = self.kv.k.shape
+        if slots < Q:
+            raise ValueError(f"a cache of {slots} slots cannot hold a prefix of {Q} tokens")
+
+        def grow(x):
+            rows = jnp.broadcast_to(x, (L, batch, Q, K, hd))
+            return jnp.concatenate([rows, jnp.zeros((L, batch, slots - Q, K, hd), x.dtype)], axis=2)
+
+        return KVCache(grow(self.kv.k), grow(self.kv.v))
