@@ -92,10 +92,21 @@ def summarize(run_dir: Path, threshold: float) -> dict:
 
 
 def _section_order(path: Path):
-    """Tomato salad first, the other tasks, then the studies built on trained runs."""
+    """Tomato salad first, the other tasks, then the studies built on trained runs, then Crafter
+    (RLAdapter's system)."""
     kind = 0 if path.stem == "tomato_salad" else 2 if path.stem.startswith("generalization_") else \
-        3 if path.stem.startswith("nlp_") else 1
+        3 if path.stem.startswith("nlp_") else 4 if path.stem.startswith("crafter") else 1
     return kind, path.name
+
+
+def assemble() -> None:
+    """docs/RESULTS.md from the sections in docs/results/ (each followed by its notes file)."""
+    sections = []
+    for path in sorted((REPO / "docs" / "results").glob("*.md"), key=_section_order):
+        if not path.name.endswith(".notes.md"):
+            notes = path.with_suffix(".notes.md")
+            sections.append(path.read_text() + ("\n" + notes.read_text() if notes.exists() else ""))
+    (REPO / "docs" / "RESULTS.md").write_text(HEADER + "\n" + "\n".join(sections))
 
 
 def main(argv=None) -> int:
@@ -152,12 +163,7 @@ def main(argv=None) -> int:
                      f"{fmt(s['stable_greedy']) if s['stable_greedy'] is not None else 'not reached'} | {s['recent_greedy']} | {fmt(s['last_greedy'])} | {fmt(s['last_sampled'])} |")
     section = "\n".join(lines) + "\n"
     (REPO / "docs" / "results" / f"{args.task}.md").write_text(section)
-    sections = []
-    for path in sorted((REPO / "docs" / "results").glob("*.md"), key=_section_order):
-        if not path.name.endswith(".notes.md"):
-            notes = path.with_suffix(".notes.md")
-            sections.append(path.read_text() + ("\n" + notes.read_text() if notes.exists() else ""))
-    (REPO / "docs" / "RESULTS.md").write_text(HEADER + "\n" + "\n".join(sections))
+    assemble()
     print(section)
     return 0
 
