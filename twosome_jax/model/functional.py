@@ -22,10 +22,11 @@ def split_model(model: Llama):
 
 
 def apply_hidden(graphdef, base, lora, input_ids, positions=None, attention_mask=None,
-                 use_lora: bool = True):
-    """Final-RMSNorm hidden state [B,T,D] float32. Pure: safe under jit/grad/vmap."""
+                 use_lora: bool = True, lora_dropout=None):
+    """Final-RMSNorm hidden state [B,T,D] float32. Pure: safe under jit/grad/vmap.
+    ``lora_dropout``: ``(rate, key)`` while training the adapters, else ``None`` (``Llama``)."""
     model = nnx.merge(graphdef, base, lora)
-    return model(input_ids, positions, attention_mask, use_lora=use_lora)
+    return model(input_ids, positions, attention_mask, use_lora=use_lora, lora_dropout=lora_dropout)
 
 
 def apply_hidden_cached(graphdef, base, lora, input_ids, positions, attention_mask, cache, index,

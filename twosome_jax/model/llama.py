@@ -10,6 +10,12 @@ Frozen base weights are ``nnx.Param``; LoRA adapters are ``LoRAParam`` (a separa
 
 ``Llama.extend`` runs new tokens against a ``KVCache`` (kv_cache.py) for decoding; it shares the
 layer scan with ``__call__``.
+
+LoRA dropout (PEFT's ``lora_dropout``) is a call-time option of ``__call__``, ``lora_dropout=(rate,
+key)``: it drops the LoRA branch's input only, ``x @ W + dropout(x) @ A @ B * alpha/r``, as PEFT's
+``lora.Linear`` does in training mode. Left ``None`` (inference, scoring, PPO) the computation is
+exactly the one without dropout. It is not part of ``LoRAConfig`` because it changes training only,
+never the adapted model.
 """
 
 from __future__ import annotations
@@ -85,11 +91,18 @@ class StackedLinear(nnx.Module):
             self.lora_b = None
             self.lora_scaling = 0.0
 
-    def __call__(self, x, use_lora: bool = True):
+    def __call__(self, x, use_lora: bool = True, lora_dropout=None):
+        """``lora_dropout``: ``(rate, key)`` drops the LoRA branch's input (inverted dropout, the
+        kept values scaled by 1 / (1 - rate)); ``None``: no dropout."""
         y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype),
                     preferred_element_type=jnp.float32)
         if use_lora and self.lora_a is not None:
-            xa = jnp.dot(x.astype(jnp.float32), self.lora_a[...])
+            xl = x.astype(jnp.float32)
+            if lora_dropout is not None and lora_dropout[0] > 0:
+                rate, key = lora_dropout
+                keep = jax.random.bernoulli(key, 1.0 - rate, xl.shape)
+                xl = jnp.where(keep, xl / (1.0 - rate), 0.0)
+            xa = jnp.dot(xl, self.lora_a[...])
             y = y + jnp.dot(xa, self.lora_b[...]) * self.lora_scaling
         return y.astype(self.dtype)
 
@@ -106,6 +119,14 @@ class RMSNorm(nnx.Module):
         var = jnp.mean(xf * xf, axis=-1, keepdims=True)
         xf = xf * jax.lax.rsqrt(var + self.eps)
         return (self.scale[...].astype(jnp.float32) * xf.astype(self.dtype).astype(jnp.float32)).astype(self.dtype)
+
+
+def _dropout_for(lora_dropout, name):
+    """The ``(rate, key)`` of projection ``name``: its own key, folded in from the layer's."""
+    if lora_dropout is None:
+        return None
+    rate, key = lora_dropout
+    return rate, jax.random.fold_in(key, ALL_TARGETS.index(name))
 
 
 def rotate_half(x):
@@ -142,16 +163,19 @@ class Attention(nnx.Module):
         self.num_heads, self.num_kv, self.head_dim = H, K, hd
         self.dtype = config.dtype
 
-    def __call__(self, x, cos, sin, mask, use_lora, cache: KVCache | None = None, layer=None, index=None):
+    def __call__(self, x, cos, sin, mask, use_lora, cache: KVCache | None = None, layer=None, index=None,
+                 lora_dropout=None):
         """x [B,T,D] -> (output [B,T,D], cache). mask [B,T,S] is True where query t may attend key
         s. Without a cache the keys are the T tokens themselves (S = T); with one, the new keys
-        and values go to slots ``index .. index+T`` of ``layer`` and the keys are all S slots."""
+        and values go to slots ``index .. index+T`` of ``layer`` and the keys are all S slots.
+        ``lora_dropout``: this layer's ``(rate, key)`` or ``None`` (see ``StackedLinear``)."""
         B, T, _ = x.shape
         H, K, hd = self.num_heads, self.num_kv, self.head_dim
         G = H // K
-        q = self.q_proj(x, use_lora).reshape(B, T, H, hd)
-        k = self.k_proj(x, use_lora).reshape(B, T, K, hd)
-        v = self.v_proj(x, use_lora).reshape(B, T, K, hd)
+        drop = lambda name: _dropout_for(lora_dropout, name)
+        q = self.q_proj(x, use_lora, drop("q_proj")).reshape(B, T, H, hd)
+        k = self.k_proj(x, use_lora, drop("k_proj")).reshape(B, T, K, hd)
+        v = self.v_proj(x, use_lora, drop("v_proj")).reshape(B, T, K, hd)
         q = apply_rope(q, cos, sin)
         k = apply_rope(k, cos, sin)
         if cache is not None:
@@ -165,7 +189,7 @@ class Attention(nnx.Module):
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         out = jnp.einsum("bkgts,bskd->btkgd", probs, v, preferred_element_type=jnp.float32)
         out = out.astype(self.dtype).reshape(B, T, H * hd)
-        return self.o_proj(out, use_lora), cache
+        return self.o_proj(out, use_lora, drop("o_proj")), cache
 
 
 class MLP(nnx.Module):
@@ -177,10 +201,11 @@ class MLP(nnx.Module):
         self.up_proj = mk("up_proj", D, F)
         self.down_proj = mk("down_proj", F, D)
 
-    def __call__(self, x, use_lora):
-        g = self.gate_proj(x, use_lora)
-        u = self.up_proj(x, use_lora)
-        return self.down_proj(jax.nn.silu(g) * u, use_lora)
+    def __call__(self, x, use_lora, lora_dropout=None):
+        drop = lambda name: _dropout_for(lora_dropout, name)
+        g = self.gate_proj(x, use_lora, drop("gate_proj"))
+        u = self.up_proj(x, use_lora, drop("up_proj"))
+        return self.down_proj(jax.nn.silu(g) * u, use_lora, drop("down_proj"))
 
 
 class DecoderLayers(nnx.Module):
@@ -193,12 +218,13 @@ class DecoderLayers(nnx.Module):
         self.post_attention_layernorm = RMSNorm((L, D), eps=config.rms_norm_eps, config=config)
         self.mlp = MLP(config, lora, rngs)
 
-    def layer(self, h, cos, sin, mask, use_lora, cache=None, layer=None, index=None):
+    def layer(self, h, cos, sin, mask, use_lora, cache=None, layer=None, index=None, lora_dropout=None):
         """One layer's computation; call on a module merged with one layer's slice.
-        -> (h, cache); ``cache``, ``layer``, ``index`` as in ``Attention``."""
-        a, cache = self.self_attn(self.input_layernorm(h), cos, sin, mask, use_lora, cache, layer, index)
+        -> (h, cache); ``cache``, ``layer``, ``index``, ``lora_dropout`` as in ``Attention``."""
+        a, cache = self.self_attn(self.input_layernorm(h), cos, sin, mask, use_lora, cache, layer, index,
+                                  lora_dropout)
         h = h + a
-        m = self.mlp(self.post_attention_layernorm(h), use_lora)
+        m = self.mlp(self.post_attention_layernorm(h), use_lora, lora_dropout)
         return h + m, cache
 
 
@@ -246,10 +272,12 @@ class Llama(nnx.Module):
         else:
             self.lm_head_proj = None
 
-    def __call__(self, input_ids, positions=None, attention_mask=None, use_lora: bool = True):
+    def __call__(self, input_ids, positions=None, attention_mask=None, use_lora: bool = True,
+                 lora_dropout=None):
         """input_ids int [B,T]; positions int [B,T] (default arange); attention_mask bool
         [B,T,T] with True where query t may attend key s (default causal; a [B,T] padding
-        mask is turned into a causal one).
+        mask is turned into a causal one); lora_dropout ``(rate, key)`` for training, or
+        ``None`` (see the module docstring).
         Returns the hidden state after the final RMSNorm, [B,T,D] float32."""
         input_ids = jnp.asarray(input_ids)
         B, T = input_ids.shape
@@ -262,7 +290,7 @@ class Llama(nnx.Module):
             attention_mask = causal_mask(attention_mask)
         if attention_mask.shape != (B, T, T):
             raise ValueError(f"attention_mask must be [B,T,T]=({B},{T},{T}) or [B,T], got {attention_mask.shape}")
-        h, _ = self._decoder(input_ids, positions, attention_mask, use_lora)
+        h, _ = self._decoder(input_ids, positions, attention_mask, use_lora, lora_dropout=lora_dropout)
         return h
 
     def extend(self, input_ids, positions, attention_mask, cache: KVCache, index, use_lora: bool = True):
@@ -280,8 +308,10 @@ class Llama(nnx.Module):
             raise ValueError(f"attention_mask must be [B,T,S]=({B},{T},{cache.slots}), got {attention_mask.shape}")
         return self._decoder(input_ids, jnp.asarray(positions), attention_mask, use_lora, cache, index)
 
-    def _decoder(self, input_ids, positions, attention_mask, use_lora, cache=None, index=None):
-        """Embedding, the scanned decoder layers and the final norm -> (hidden f32, cache)."""
+    def _decoder(self, input_ids, positions, attention_mask, use_lora, cache=None, index=None,
+                 lora_dropout=None):
+        """Embedding, the scanned decoder layers and the final norm -> (hidden f32, cache).
+        Each layer draws its LoRA dropout from its own key (the layer index folded in)."""
         cos, sin = rope_cos_sin(self.config, positions)
         h = self.embed_tokens(input_ids)
 
@@ -291,7 +321,8 @@ class Llama(nnx.Module):
             h, cache = carry
             layer_state, i = xs
             layer = nnx.merge(graphdef, layer_state)
-            return layer.layer(h, cos, sin, attention_mask, use_lora, cache, i, index), None
+            drop = None if lora_dropout is None else (lora_dropout[0], jax.random.fold_in(lora_dropout[1], i))
+            return layer.layer(h, cos, sin, attention_mask, use_lora, cache, i, index, drop), None
 
         if self.config.remat:
             body = jax.checkpoint(body)
