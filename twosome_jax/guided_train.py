@@ -188,7 +188,7 @@ def summarize(cfg, run_dir: Path, records: list[dict], score_keys: tuple[str, ..
     seed) and where its files are."""
     last = records[-1] if records else {}
     out = {"task": cfg.task, "instruction": cfg.instruction, "iterations": last.get("iteration", 0),
-           "env_steps": last.get("env_steps", 0), "episodes": last.get("episodes_total"),
+           "env_steps": last.get("env_steps", 0), "episodes": last.get("episodes_total_per_seed", [last.get("episodes_total")]),
            "scores": {k: (last.get(k), last.get(k + "_per_seed")) for k in score_keys}, "run_dir": str(run_dir)}
     for name in ("learning_curve.png", "metrics.jsonl", EPISODES_FILE):
         if (run_dir / name).exists():
@@ -200,10 +200,14 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
     def fmt(v):
         return "n/a" if v is None else f"{v:.3g}"
 
+    def fmt_count(n):
+        return "n/a" if n is None else str(int(n))
+
     scores = "; ".join(f"{k} {fmt(mean)}" + (f" (per seed: {', '.join(map(fmt, per_seed))})" if per_seed else "")
                        for k, (mean, per_seed) in summary["scores"].items())
     print(f"{summary['task']} / instruction {summary['instruction']}: {summary['iterations']} iterations, "
-          f"{summary['env_steps']} env steps per seed, {summary['episodes']} episodes; {scores}", file=out)
+          f"{summary['env_steps']} env steps per seed, {', '.join(fmt_count(n) for n in summary['episodes'])} "
+          f"episodes per seed within the budget; {scores}", file=out)
     for name in ("learning_curve.png", "metrics.jsonl", EPISODES_FILE):
         if name in summary:
             print(f"  {name + ':':<20} {summary[name]}", file=out)
