@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import os
 import typing
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -38,7 +39,17 @@ def _f(default, help: str):
 @dataclasses.dataclass(frozen=True)
 class GuidedConfig:
     """Everything a guided PPO run depends on. Defaults: RLAdapter's PPO (AdaRefiner
-    ``config/default.py``) on symbolic Crafter, vectorised, with no instruction."""
+    ``config/default.py``) on symbolic Crafter, vectorised, with no instruction.
+
+    A subclass may add keys for a trainer built on this one (``rladapter_config``); the class
+    attributes say which ``trainer`` and ``instruction`` values it accepts and which dedicated
+    command-line flags it has."""
+
+    TRAINER: ClassVar[str] = TRAINER
+    INSTRUCTIONS: ClassVar[tuple[str, ...]] = INSTRUCTIONS
+    FLAGS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("--task", "task", "NAME"), ("--seed", "seed", "N"), ("--total-timesteps", "total_timesteps", "N"),
+        ("--run-dir", "run_dir", "DIR"), ("--num-seeds", "num_seeds", "K"))
 
     trainer: str = _f(TRAINER, f"which trainer reads this config: {TRAINER}")
     task: str = _f("crafter", "task (envs_jax.registry) of a family that accepts agent guided-ppo")
@@ -75,8 +86,9 @@ class GuidedConfig:
     run_dir: str | None = _f(None, "output directory (none: the command chooses one)")
 
     def __post_init__(self):
-        for name in FIELDS:
-            object.__setattr__(self, name, _coerce(name, getattr(self, name), _HINTS[name]))
+        fields, hints = _schema(type(self))
+        for name in fields:
+            object.__setattr__(self, name, _coerce(name, getattr(self, name), hints[name]))
         if self.task in ENV_IDS:
             object.__setattr__(self, "task", ENV_IDS[self.task])
         _validate(self)
@@ -101,16 +113,19 @@ class GuidedConfig:
         return dataclasses.replace(self, **changes)
 
 
-FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(GuidedConfig)}
-_HINTS = typing.get_type_hints(GuidedConfig)
+@functools.cache
+def _schema(cls) -> tuple[dict[str, dataclasses.Field], dict[str, Any]]:
+    """(fields by name, type hints) of a config class."""
+    return {f.name: f for f in dataclasses.fields(cls)}, typing.get_type_hints(cls)
+
 
 
 def _validate(c: GuidedConfig) -> None:
     def bad(name, accepted):
         raise ConfigError(f"{name}={getattr(c, name)!r} is invalid; accepted: {accepted}")
 
-    if c.trainer != TRAINER:
-        bad("trainer", TRAINER)
+    if c.trainer != c.TRAINER:
+        bad("trainer", c.TRAINER)
     if c.task not in TASK_NAMES:
         bad("task", ", ".join(TASK_NAMES))
     family = family_of(c.task)
@@ -119,7 +134,7 @@ def _validate(c: GuidedConfig) -> None:
         raise ConfigError(f"task {c.task!r} does not accept agent {c.agent!r}; agents that accept it: "
                           f"{', '.join(family.agents) or 'those of python -m twosome_jax.train'}"
                           + (f"; tasks that accept {c.agent!r}: {', '.join(accepting)}" if accepting else ""))
-    for name, choices in (("instruction", INSTRUCTIONS), ("activation", ACTIVATIONS)):
+    for name, choices in (("instruction", c.INSTRUCTIONS), ("activation", ACTIVATIONS)):
         if getattr(c, name) not in choices:
             bad(name, ", ".join(choices))
     names = [o.split("=", 1)[0].strip() for o in c.env_options]
@@ -158,17 +173,18 @@ def _validate(c: GuidedConfig) -> None:
                           f"num_envs*num_steps={c.batch_size}; accepted: an integer >= {c.batch_size}")
 
 
-def _key(raw, source: str) -> str:
+def _key(raw, source: str, fields) -> str:
     key = str(raw).strip().replace("-", "_")
-    if key in FIELDS:
+    if key in fields:
         return key
-    close = difflib.get_close_matches(key, FIELDS, n=4, cutoff=0.6)
-    hint = ("did you mean: " + ", ".join(close)) if close else ("valid keys: " + ", ".join(FIELDS))
+    close = difflib.get_close_matches(key, fields, n=4, cutoff=0.6)
+    hint = ("did you mean: " + ", ".join(close)) if close else ("valid keys: " + ", ".join(fields))
     raise ConfigError(f"unknown config key {raw!r} in {source}; {hint}")
 
 
 def _build(base: GuidedConfig, items, source: str) -> GuidedConfig:
-    changes = {_key(k, source): v for k, v in items}
+    fields = _schema(type(base))[0]
+    changes = {_key(k, source, fields): v for k, v in items}
     try:
         return dataclasses.replace(base, **changes)
     except ConfigError as e:
@@ -193,11 +209,11 @@ def _read_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
-def is_guided_config(path: str | os.PathLike) -> bool:
-    """Whether a YAML file says ``trainer: guided_ppo`` (False for an unreadable file: the
-    command that reads it next reports the problem)."""
+def is_guided_config(path: str | os.PathLike, trainer: str = TRAINER) -> bool:
+    """Whether a YAML file says ``trainer: guided_ppo`` (or the given ``trainer``; False for an
+    unreadable file: the command that reads it next reports the problem)."""
     try:
-        return _read_yaml(path).get("trainer") == TRAINER
+        return _read_yaml(path).get("trainer") == trainer
     except ConfigError:
         return False
 
@@ -212,22 +228,20 @@ def save_guided_config(cfg: GuidedConfig, path: str | os.PathLike) -> None:
     save_config(cfg, path)
 
 
-_FLAGS = (("--task", "task", "NAME"), ("--seed", "seed", "N"), ("--total-timesteps", "total_timesteps", "N"),
-          ("--run-dir", "run_dir", "DIR"), ("--num-seeds", "num_seeds", "K"))
-
-
-def add_guided_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``--config``, the dedicated flags and ``--set``; every key listed in ``--help``."""
+def add_guided_arguments(parser: argparse.ArgumentParser, cls: type = GuidedConfig) -> argparse.ArgumentParser:
+    """``--config``, the dedicated flags (``cls.FLAGS``) and ``--set``; every key of ``cls``
+    listed in ``--help``."""
+    fields = _schema(cls)[0]
     g = parser.add_argument_group("configuration")
     g.add_argument("--config", metavar="FILE", action="append", default=None,
                    help="YAML file of config keys (e.g. configs/crafter_ppo.yaml); repeat it to layer files")
-    for flag, key, metavar in _FLAGS:
-        g.add_argument(flag, dest=key, metavar=metavar, default=None, help=f"{FIELDS[key].metadata['help']} (sets {key})")
+    for flag, key, metavar in cls.FLAGS:
+        g.add_argument(flag, dest=key, metavar=metavar, default=None, help=f"{fields[key].metadata['help']} (sets {key})")
     g.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="override any config key (repeatable; applied after the flags above)")
-    width = max(map(len, FIELDS))
+    width = max(map(len, fields))
     lines = ["config keys (set in --config FILE or with --set KEY=VALUE; default shown):"]
-    for name, f in FIELDS.items():
+    for name, f in fields.items():
         d = f.default
         shown = ",".join(map(str, d)) if isinstance(d, tuple) else ("none" if d is None else str(d).lower() if isinstance(d, bool) else d)
         lines.append(f"  {name:<{width}}  = {shown!s:<14} {f.metadata['help']}")
@@ -236,12 +250,12 @@ def add_guided_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     return parser
 
 
-def guided_config_from_args(args: argparse.Namespace) -> GuidedConfig:
+def guided_config_from_args(args: argparse.Namespace, cls: type = GuidedConfig) -> GuidedConfig:
     """defaults < --config files < dedicated flags < --set (raises ConfigError)."""
-    cfg = GuidedConfig()
+    cfg = cls()
     for path in args.config or []:
         cfg = load_guided_config(path, base=cfg)
-    items = [(key, getattr(args, key)) for _, key, _ in _FLAGS if getattr(args, key, None) is not None]
+    items = [(key, getattr(args, key)) for _, key, _ in cls.FLAGS if getattr(args, key, None) is not None]
     items += _override_items(args.overrides or [])
     return _build(cfg, items, "the command line") if items else cfg
 

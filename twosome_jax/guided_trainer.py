@@ -6,6 +6,12 @@ seed acts through a ``vmap`` over seeds, then GAE (``ppo.gae``) and CleanRL's mi
 (``ppo.ppo_update_joint``: one Adam over actor and critic) run per seed. Python outside it only
 logs, writes episodes, checkpoints and draws progress (``guided_train``).
 
+A trainer whose instructions come from the host (RLAdapter's language models, ``rladapter_train``)
+runs the same iteration in pieces: :data:`collect` rolls out a segment of a static number of
+steps under the instruction rows the host put in the state, and :data:`update` runs GAE and the
+PPO update on the iteration's segments, concatenated in time. ``iteration`` is ``rollout`` then
+``update`` in one program.
+
 The environments of all seeds step as one vector (``env.vector(num_seeds * num_envs)``): a
 vector resets through ``lax.cond`` only on steps where an episode ended, which a ``vmap`` over
 seeds would turn into a select that pays for fresh worlds at every step.
@@ -129,8 +135,11 @@ class GuidedTrainer:
     def _embed(self, table, instruction):
         return table[instruction] if self.agent.instruction_dim else None
 
-    def rollout(self, table, state: GuidedState):
+    def rollout(self, table, state: GuidedState, steps: int | None = None):
+        """``steps`` (default ``num_steps``) env steps of every env: ``(state, traj, episodes)``,
+        arrays [steps, K, N, ...]."""
         agent, K, N = self.agent, self.num_seeds, self.num_envs
+        steps = self.num_steps if steps is None else steps
         seeds = lambda a: a.reshape((K, N) + a.shape[1:])
         flat = lambda a: a.reshape((K * N,) + a.shape[2:])
         logits_fn = jax.vmap(agent.logits)
@@ -165,22 +174,29 @@ class GuidedTrainer:
                            achievements=seeds(info["returned_episode_achievements"]))
             return (env_state, seeds(next_obs), next_done, instruction, rng, env_rng), (out, episode)
 
-        t0 = state.iteration * self.num_steps
+        t0 = state.env_steps // N  # each env's steps so far
         carry = (state.env_state, state.obs, state.done, state.instruction, state.rng, state.env_rng)
-        carry, (traj, episodes) = jax.lax.scan(step, carry, t0 + jnp.arange(self.num_steps))
+        carry, (traj, episodes) = jax.lax.scan(step, carry, t0 + jnp.arange(steps))
         env_state, obs, done, instruction, rng, env_rng = carry
         state = state.replace(env_state=env_state, obs=obs, done=done, instruction=instruction, rng=rng,
-                              env_rng=env_rng, env_steps=state.env_steps + self.num_envs * self.num_steps)
+                              env_rng=env_rng, env_steps=state.env_steps + N * steps)
         return state, traj, episodes
 
     # -- one iteration --------------------------------------------------------------------
     def iteration(self, table, state: GuidedState):
         """Rollout then one PPO update per seed: ``(state, metrics [K], episodes [T, K, N])``."""
+        state, traj, episodes = self.rollout(table, state)
+        state, metrics = self.update(table, state, traj, episodes)
+        return state, metrics, episodes
+
+    def update(self, table, state: GuidedState, traj, episodes):
+        """GAE and one PPO update per seed on the iteration's ``num_steps`` transitions (``traj``,
+        ``episodes``: [num_steps, K, N, ...], collected from the state ``state`` was rolled out
+        to), and the episode counters: ``(state, metrics [K])``."""
         agent = self.agent
         frac = 1.0 - state.iteration.astype(jnp.float32) / self.num_updates if self.anneal_lr else 1.0
         lr = self.learning_rate * frac
-        start_steps = state.env_steps
-        state, traj, episodes = self.rollout(table, state)
+        start_steps = state.env_steps - self.num_envs * self.num_steps
         next_x = agent.inputs(state.obs, self._embed(table, state.instruction))
         next_value = jax.vmap(agent.value)(state.params["critic"], next_x)
         advantages, returns = gae(traj["reward"], traj["value"], traj["done"], jnp.ones_like(traj["action"]),
@@ -223,7 +239,7 @@ class GuidedTrainer:
             learning_rate=jnp.full((self.num_seeds,), lr, jnp.float32),
             params_finite=jax.vmap(lambda p: jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
                                                                 for x in jax.tree.leaves(p)])))(params))
-        return state, metrics, episodes
+        return state, metrics
 
 
 def _init(trainer: GuidedTrainer, key) -> GuidedState:
@@ -238,3 +254,19 @@ init = jax.jit(_init, static_argnums=0)
 iteration = jax.jit(lambda trainer, table, state: trainer.iteration(table, state), static_argnums=0,
                     donate_argnums=2)
 """``iteration(trainer, table, state) -> (state, metrics, episodes)``, compiled, the state donated."""
+collect = jax.jit(lambda trainer, table, state, steps: trainer.rollout(table, state, steps), static_argnums=(0, 3),
+                  donate_argnums=2)
+"""``collect(trainer, table, state, steps) -> (state, traj, episodes)``: ``steps`` env steps under
+the state's instruction rows, compiled once per length, the state donated."""
+
+
+def _update_segments(trainer: GuidedTrainer, table, state: GuidedState, segments):
+    traj, episodes = jax.tree.map(lambda *a: jnp.concatenate(a, axis=0), *segments)
+    state, metrics = trainer.update(table, state, traj, episodes)
+    return state, metrics
+
+
+update = jax.jit(_update_segments, static_argnums=0, donate_argnums=2)
+"""``update(trainer, table, state, segments) -> (state, metrics)``: GAE and the PPO update on
+the iteration's segments (a list of :data:`collect`'s ``(traj, episodes)``, in time order,
+``num_steps`` steps in all), compiled, the state donated."""
