@@ -8,7 +8,8 @@ builds the run, logs, checkpoints, evaluates, and exports the adapters at the en
 
 A ``--config`` file (or a ``--resume`` run's ``config.yaml``) that says ``trainer: guided_ppo``
 goes to the instruction-conditioned PPO trainer instead (``twosome_jax.guided_train``; Crafter,
-``configs/crafter_*.yaml``), with the same run directory, resume, metrics and plots.
+``configs/crafter_*.yaml``), with the same run directory, resume, metrics and plots; one that
+says ``trainer: rladapter`` goes to RLAdapter's loop of stages (``twosome_jax.rladapter_train``).
 """
 
 from __future__ import annotations
@@ -227,10 +228,12 @@ def default_run_dir(cfg) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from twosome_jax import guided_train
+    from twosome_jax import guided_train, rladapter_train
 
     if guided_train.handles(argv):  # a config (or resumed run) that says ``trainer: guided_ppo``
         return guided_train.main(argv)
+    if rladapter_train.handles(argv):  # ... that says ``trainer: rladapter``
+        return rladapter_train.main(argv)
     from twosome_jax import distributed
     from twosome_jax.config import ConfigError, add_config_arguments, config_from_args
 
