@@ -380,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from envs_jax.registry import UnknownEnvironment
+    from envs_jax.text import TextTableError
     from twosome_jax.hub import FetchError
     from twosome_jax.model import ModelLoadError
     from twosome_jax.run import CONFIG_FILE, RunError
@@ -402,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
             if (run_dir / CONFIG_FILE).exists():
                 parser.error(f"run directory {str(run_dir)!r} already holds a run; use --resume {run_dir} or another --run-dir")
         summary = train(cfg, run_dir, resume=bool(args.resume), progress=False if args.no_progress else None)
-    except (ConfigError, RunError, ModelLoadError, FetchError, UnknownEnvironment, SFTError) as e:
+    except (ConfigError, RunError, ModelLoadError, FetchError, UnknownEnvironment, SFTError, TextTableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print_summary(summary)
