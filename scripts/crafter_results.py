@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     labels = list(arms)
     plot_learning_curve(first / "metrics.jsonl", out / "crafter.png", label=labels[0],
                         baselines={labels[i + 1]: d / "metrics.jsonl" for i, (d, _) in enumerate(rest)},
-                        keys=("crafter_score", "mean_return"), title="Craftax-Classic (symbolic), guided PPO arms")
+                        keys=("crafter_score", "mean_return"), title="Craftax-Classic (symbolic), guided PPO arms",
+                        x_label="env steps (per seed)")
     assemble()
     print(text)
     print(json.dumps({label: {"score": s["score"], "scores": s["scores"]} for label, (_, s) in arms.items()}))

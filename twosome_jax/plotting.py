@@ -90,12 +90,14 @@ def plot_learning_curve(metrics_jsonl_path: str | os.PathLike, png_path: str | o
                         baselines: dict[str, str | os.PathLike] | None = None,
                         keys: tuple[str, ...] = DEFAULT_KEYS, smooth: int = 1,
                         title: str | None = None, label: str | None = None,
-                        marks: dict[str, float] | None = None, log_x: bool = False) -> str:
+                        marks: dict[str, float] | None = None, log_x: bool = False,
+                        x_label: str = "env steps (macro actions, per seed)") -> str:
     """Draw ``keys`` against env steps for a run and optional ``baselines`` {label: run or file}.
 
     ``smooth``: trailing moving-average window in iterations (1 = raw). ``marks``: {label: env
     step} drawn as vertical lines (e.g. a budget). ``log_x``: a logarithmic env-step axis, for
-    runs whose budgets differ by orders of magnitude. Returns ``png_path``.
+    runs whose budgets differ by orders of magnitude. ``x_label``: what an env step is (TWOSOME's
+    environments count macro actions). Returns ``png_path``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -127,7 +129,7 @@ def plot_learning_curve(metrics_jsonl_path: str | os.PathLike, png_path: str | o
             ax.set_xscale("log")
         if key == "success_rate":
             ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("env steps (macro actions, per seed)")
+        ax.set_xlabel(x_label)
         ax.set_ylabel(_TITLES.get(key, key) + (f" (moving avg {smooth})" if smooth > 1 else ""))
         ax.grid(alpha=0.3)
         if drawn:
