@@ -166,7 +166,8 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, tab
                     last_checkpoint = done
     finally:
         episodes_log.close()
-    plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", keys=score_keys + ("mean_return",))
+    plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", keys=score_keys + ("mean_return",),
+                        x_label="env steps (per seed)")
     return summarize(cfg, run_dir, read_metrics(run_dir / "metrics.jsonl"), score_keys)
 
 

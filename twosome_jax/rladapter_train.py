@@ -339,7 +339,8 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, enc
         episodes_log.close()
         if data_log is not None:
             data_log.close()
-    plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", keys=score_keys + ("mean_return",))
+    plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", keys=score_keys + ("mean_return",),
+                        x_label="env steps (per seed)")
     out = summarize(cfg, run_dir, read_metrics(run_dir / "metrics.jsonl"), score_keys)
     out["stages"] = [json.loads((stage_dir(run_dir, k) / SUMMARY_FILE).read_text()) for k in range(1, cfg.stages + 1)]
     return out
