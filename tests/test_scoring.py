@@ -190,3 +190,90 @@ def test_bad_bound_rejected(setup):
     _, graphdef, base, lora, tokens = setup
     with pytest.raises(ValueError, match="action_tokens_max must be positive"):
         action_logprobs(graphdef, base, lora, tokens, action_tokens_max=0)
+
+
+# ------------------------------------------------------------------------ a cached shared prefix
+HEAD = "You are a cook in a kitchen with a cutting board, a table and a bowl. Answer with one action.\n"
+TAILS = ["The tomato is on the table. You should first",
+         "Currently you are standing in front of the cutting board, carrying a bowl in hand. To serve, you should first",
+         "Nothing is in hand. Next,"]
+TAIL_ACTIONS = [ACTIONS[0], ACTIONS[1], ACTIONS[0][:3]]
+
+
+def _split_at_prefix(tokens, Q):
+    """The tables of the tokens after the first Q of every prompt (right padded as before)."""
+    ids, plen = np.asarray(tokens.prompt_ids), np.asarray(tokens.prompt_len)
+    return _with(tokens, prompt_ids=jnp.asarray(ids[:, Q:]), prompt_len=jnp.asarray(plen - Q))
+
+
+@pytest.fixture(scope="module")
+def prefixed(setup):
+    """Full-prompt token tables of HEAD + each tail, the head's ids, and the tables after them."""
+    tok, *_ = setup
+    head = tok(HEAD)["input_ids"]
+    full = jax.tree.map(jnp.asarray, vars(encode_texts(tok, [HEAD + t for t in TAILS], TAIL_ACTIONS)))
+    from types import SimpleNamespace
+    full = SimpleNamespace(**full)
+    ids = np.asarray(full.prompt_ids)
+    assert all(list(row[:len(head)]) == head for row in ids)  # the head's tokens start every prompt
+    lens = np.asarray(full.prompt_len) - len(head)
+    assert len(set(lens.tolist())) == len(TAILS) and lens.min() >= 1  # tails of different lengths
+    return head, full, _split_at_prefix(full, len(head))
+
+
+@pytest.mark.parametrize("use_lora", [True, False])
+@pytest.mark.parametrize("implementation", ["packed", "naive"])
+def test_cached_prefix_scores_equal_full_prompts(setup, prefixed, implementation, use_lora):
+    """Scoring the tails after the cached head gives the scores of the full prompts, per row of a
+    batch of prompts of different lengths, adapters on and off."""
+    from twosome_jax.model.generate import prefix_cache
+    _, graphdef, base, lora, _ = setup
+    head, full, tails = prefixed
+    want = np.asarray(action_logprobs(graphdef, base, lora, full, implementation=implementation, use_lora=use_lora))
+    prefix = prefix_cache(graphdef, base, lora, head, use_lora=use_lora)
+    got = np.asarray(action_logprobs(graphdef, base, lora, tails, implementation=implementation, use_lora=use_lora,
+                                     prefix=prefix))
+    valid = np.asarray(full.action_mask)
+    assert np.abs(want[valid]).min() > 0.1
+    np.testing.assert_allclose(got[valid], want[valid], atol=1e-4, rtol=0)
+    assert np.all(got[~valid] == 0)
+    # without the prefix the tails alone score otherwise: the cached head is what is read
+    alone = np.asarray(action_logprobs(graphdef, base, lora, tails, implementation=implementation, use_lora=use_lora))
+    assert np.abs(alone[valid] - want[valid]).max() > 1e-2
+
+
+def test_cached_prefix_under_jit_one_row_at_a_time(setup, prefixed):
+    """policy_logits under jit with a tight bound: the batch's rows equal each prompt scored alone
+    without a prefix."""
+    from twosome_jax.model.generate import prefix_cache
+    from twosome_jax.scoring import max_action_tokens
+    _, graphdef, base, lora, _ = setup
+    head, full, tails = prefixed
+    prefix = prefix_cache(graphdef, base, lora, head)
+    from types import SimpleNamespace
+    S = max_action_tokens(full)
+    fn = jax.jit(lambda t, p: policy_logits(graphdef, base, lora, SimpleNamespace(**t), prefix=p, action_tokens_max=S))
+    got = np.asarray(fn(vars(tails), prefix))
+    for n in range(len(TAILS)):
+        one = SimpleNamespace(**{k: v[n:n + 1] for k, v in vars(full).items()})
+        want = np.asarray(policy_logits(graphdef, base, lora, one))[0]
+        valid = np.isfinite(want)
+        np.testing.assert_allclose(got[n][valid], want[valid], atol=1e-4, rtol=0)
+        assert np.all(np.isneginf(got[n][~valid]))
+
+
+def test_cached_prefix_rejects_other_adapters_setting(setup, prefixed):
+    from twosome_jax.model.generate import prefix_cache
+    _, graphdef, base, lora, _ = setup
+    head, _, tails = prefixed
+    cases = [(prefix_cache(graphdef, base, lora, head, use_lora=False), True,
+              "the prefix cache was built with use_lora=False; this scoring has use_lora=True"),
+             (prefix_cache(graphdef, base, lora, head), False,
+              "the prefix cache was built with use_lora=True; this scoring has use_lora=False"),
+             (head, True, "prefix must be a PrefixCache")]
+    for prefix, use_lora, message in cases:
+        for implementation in ("packed", "naive"):
+            with pytest.raises(ValueError, match=message) as e:
+                policy_logits(graphdef, base, lora, tails, implementation=implementation, use_lora=use_lora,
+                              prefix=prefix)
+            assert "\n" not in str(e.value)

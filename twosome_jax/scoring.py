@@ -29,6 +29,14 @@ it on the host from the token tables of every observation an environment can pro
 safe, no saving) when they are traced. A bound smaller than a row's total silently drops that
 row's last tokens, so it must cover every observation.
 
+A shared prefix. When every prompt of a batch starts with the same tokens (a fixed system turn),
+``prefix`` (a ``model.generate.prefix_cache`` of them) saves reading them again for every prompt:
+the token tables' prompts are then the tokens *after* the prefix (at least one per row), the
+prefix's keys and values fill slots 0..Q-1 of every row's KV cache, the sequence of either
+layout follows in slots Q.. at positions shifted by Q, and every query sees all prefix slots plus
+what its mask allows, so the scores are those of the full prompts without it
+(tests/test_scoring.py). The prefix is a constant: no gradient flows into its keys and values.
+
 ``naive`` keeps the reference's layout and evaluates the LM head at the A*L (padded) predicting
 positions, never over the whole sequence: for SmolLM2 the head is a 49k x 576 matmul, a large
 share of the per-token cost.
@@ -40,7 +48,8 @@ import jax
 import jax.numpy as jnp
 from envs_jax.text import encode_descriptions, max_action_tokens
 from twosome_jax.choices import NORMALIZATIONS, SCORINGS
-from twosome_jax.model.functional import apply_hidden, apply_lm_head
+from twosome_jax.model.functional import apply_hidden, apply_hidden_cached, apply_lm_head
+from twosome_jax.model.kv_cache import PrefixCache
 
 IMPLEMENTATIONS = SCORINGS
 
@@ -104,10 +113,30 @@ def _packed_layout(tokens, S):
     return ids, positions, mask, predict_at, block, real
 
 
-def _packed_token_logprobs(graphdef, base, lora, tokens, use_lora, S):
+def _check_prefix(prefix, use_lora):
+    if prefix is not None and not isinstance(prefix, PrefixCache):
+        raise ValueError(f"prefix must be a PrefixCache (from prefix_cache), got {type(prefix).__name__}")
+    if prefix is not None and prefix.use_lora != bool(use_lora):
+        raise ValueError(f"the prefix cache was built with use_lora={prefix.use_lora}; this scoring has use_lora={bool(use_lora)}")
+
+
+def _hidden(graphdef, base, lora, ids, positions, mask, use_lora, prefix):
+    """``apply_hidden`` of ids [B,T]; with a prefix, after its Q cached tokens: the prefix in
+    slots 0..Q-1, seen by every query, the sequence in slots Q..Q+T-1 at positions + Q."""
+    if prefix is None:
+        return apply_hidden(graphdef, base, lora, ids, positions, mask, use_lora=use_lora)
+    B, T = ids.shape
+    Q = prefix.length
+    mask = jnp.concatenate([jnp.ones((B, T, Q), bool), jnp.broadcast_to(mask, (B, T, T))], axis=2)
+    hidden, _ = apply_hidden_cached(graphdef, base, lora, ids, positions + Q, mask, prefix.expand(B, Q + T), Q,
+                                    use_lora=use_lora)
+    return hidden
+
+
+def _packed_token_logprobs(graphdef, base, lora, tokens, use_lora, S, prefix=None):
     ids, positions, mask, predict_at, block, real = _packed_layout(tokens, S)
     P = tokens.prompt_ids.shape[1]
-    hidden = apply_hidden(graphdef, base, lora, ids, positions, mask, use_lora=use_lora)  # [N,T,D]
+    hidden = _hidden(graphdef, base, lora, ids, positions, mask, use_lora, prefix)  # [N,T,D]
     h = jnp.take_along_axis(hidden, predict_at[..., None], axis=1)  # [N,S,D]
     lp = _target_logprobs(graphdef, base, lora, h, ids[:, P:])
     A = tokens.action_ids.shape[1]
@@ -115,7 +144,7 @@ def _packed_token_logprobs(graphdef, base, lora, tokens, use_lora, S):
     return jnp.einsum("ns,nsa->na", jnp.where(real, lp, 0.0), onehot)
 
 
-def _naive_hidden(graphdef, base, lora, tokens, use_lora):
+def _naive_hidden(graphdef, base, lora, tokens, use_lora, prefix=None):
     """Hidden states that predict each action token, [N,A,L,D], one sequence per action."""
     prompt_ids, prompt_len, action_ids = tokens.prompt_ids, tokens.prompt_len, tokens.action_ids
     N, P = prompt_ids.shape
@@ -134,7 +163,7 @@ def _naive_hidden(graphdef, base, lora, tokens, use_lora):
     mask = jnp.tril(jnp.ones((T, T), bool))[None] & real[:, None, :]
     mask = mask | jnp.eye(T, dtype=bool)[None]  # padded queries see themselves: no empty rows
     positions = jnp.broadcast_to(t, (N * A, T)).astype(jnp.int32)
-    hidden = apply_hidden(graphdef, base, lora, ids, positions, mask, use_lora=use_lora)
+    hidden = _hidden(graphdef, base, lora, ids, positions, mask, use_lora, prefix)
     hidden = hidden.reshape(N, A, T, -1)
     predict_at = jnp.clip(plen - 1 + jnp.arange(L)[None, None, :], 0, T - 1)  # [N,1,L]
     return jnp.take_along_axis(hidden, jnp.broadcast_to(predict_at, (N, A, L))[..., None], axis=2)
@@ -148,19 +177,22 @@ def _target_logprobs(graphdef, base, lora, hidden, targets):
 
 
 def action_logprobs(graphdef, base, lora, tokens, *, implementation: str = "packed",
-                    use_lora: bool = True, action_tokens_max: int | None = None):
+                    use_lora: bool = True, action_tokens_max: int | None = None,
+                    prefix: PrefixCache | None = None):
     """Summed log-probability of each action's tokens given its prompt, [N,A] float32.
 
     Invalid actions (``action_mask`` False) get 0 here; ``policy_logits`` turns them to -inf.
     ``action_tokens_max`` (static; ``packed`` only) bounds the real action tokens of one
-    observation, see the module docstring.
+    observation; ``prefix`` is the cached head every prompt starts with (built with this
+    ``use_lora``), the prompts of ``tokens`` being what follows it; see the module docstring.
     """
     _check_choice("scoring implementation", implementation, IMPLEMENTATIONS)
+    _check_prefix(prefix, use_lora)
     if implementation == "packed":
         S = _static_action_tokens_max(tokens, action_tokens_max)
-        total = _packed_token_logprobs(graphdef, base, lora, tokens, use_lora, S)
+        total = _packed_token_logprobs(graphdef, base, lora, tokens, use_lora, S, prefix)
     else:
-        hidden = _naive_hidden(graphdef, base, lora, tokens, use_lora)  # [N,A,L,D]
+        hidden = _naive_hidden(graphdef, base, lora, tokens, use_lora, prefix)  # [N,A,L,D]
         lp = _target_logprobs(graphdef, base, lora, hidden, tokens.action_ids)  # [N,A,L]
         L = tokens.action_ids.shape[-1]
         real = jnp.arange(L)[None, None, :] < tokens.action_len[..., None]
@@ -181,10 +213,10 @@ def normalize_scores(logprob_sum, tokens, normalization: str = "word"):
 
 def policy_logits(graphdef, base, lora, tokens, *, implementation: str = "packed",
                   normalization: str = "word", use_lora: bool = True,
-                  action_tokens_max: int | None = None):
+                  action_tokens_max: int | None = None, prefix: PrefixCache | None = None):
     """Categorical logits of the TWOSOME policy for a batch of token tables, [N,A]."""
     lp = action_logprobs(graphdef, base, lora, tokens, implementation=implementation, use_lora=use_lora,
-                         action_tokens_max=action_tokens_max)
+                         action_tokens_max=action_tokens_max, prefix=prefix)
     return normalize_scores(lp, tokens, normalization)
 
 
