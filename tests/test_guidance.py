@@ -1,7 +1,8 @@
 """RLAdapter's guidance pieces (twosome_jax/guidance.py): the comprehension score against
 hand-computed sigmoids, the prompts against literal strings, the analyst's cached-prefix decode
-against the full prompts decoded without it, and the decision model's picks against
-log-probabilities computed here one full sequence per (prompt, sub-goal), on the tiny model."""
+against the full prompts decoded without it, and the decision model's picks (its system turn
+cached or not) against log-probabilities computed here one full sequence per (prompt, sub-goal),
+on the tiny model."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from conftest import randomize_model
 
 from envs_jax.crafter.constants import SUBGOALS
 from twosome_jax import guidance as G
+from twosome_jax.chat import render_chat
 from twosome_jax.model import ALL_TARGETS, LoRAConfig, ModelLoadError, apply_logits, load_model, split_model
 from twosome_jax.model.generate import generate, pad_prompts
 
@@ -227,6 +229,28 @@ def test_decision_scores_and_greedy_picks_match_full_sequences(tiny_base, decisi
     assert picks[0] != picks[1] and decision.choose(situations, greedy=True) == picks
     # one prompt alone (another batch and width) gives the same picks
     assert decision.choose(situations[1:], greedy=True) == picks[1:]
+
+
+def test_decision_scores_with_and_without_the_cached_system_turn_agree(tiny_base, decision, situations):
+    """The cached system turn (the default) and the whole prompts read every time: the same scores
+    for a batch of prompts of different lengths, and the same greedy picks."""
+    model, tok = tiny_base
+    assert tok.decode(decision.prefix_ids).endswith("in one sentence without any other words.<|im_end|>\n<|im_start|>user\n")
+    full = G.ScoringDecisionModel(model, tok, cache_prefix=False)
+    assert full.prefix is None and decision.prefix is not None and not decision.prefix.use_lora
+    prompts = situations + [G.decision_prompt("grass, tree, cow, zombie, table", "9 health, 2 food, 5 drink, 1 wood",
+                                              "place_table", "collect wood, place table, eat cow.", "It has wood.")]
+    assert len({len(tok(p)["input_ids"]) for p in prompts}) == 3
+    want = full.scores(prompts)
+    np.testing.assert_allclose(decision.scores(prompts), want, atol=1e-4, rtol=0)
+    assert decision.choose(prompts, greedy=True) == full.choose(prompts, greedy=True)
+
+
+def test_decision_rejects_a_prompt_with_another_system_turn(decision, situations):
+    other = render_chat([{"role": "system", "content": "You are a poet."}, {"role": "user", "content": "Go."}])
+    with pytest.raises(ValueError, match=r"prompts\[1\] does not start with the decision model's system turn") as e:
+        decision.scores([situations[0], other])
+    assert "\n" not in str(e.value)
 
 
 def test_sampled_picks_are_valid_and_reproducible(decision, situations):

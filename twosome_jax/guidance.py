@@ -295,9 +295,9 @@ class DecisionModel(abc.ABC):
 
 
 @functools.partial(jax.jit, static_argnums=0, static_argnames=("implementation", "action_tokens_max"))
-def _subgoal_scores(graphdef, base, lora, tokens, *, implementation, action_tokens_max):
+def _subgoal_scores(graphdef, base, lora, tokens, prefix, *, implementation, action_tokens_max):
     return policy_logits(graphdef, base, lora, tokens, implementation=implementation, normalization="token",
-                         use_lora=False, action_tokens_max=action_tokens_max)
+                         use_lora=False, action_tokens_max=action_tokens_max, prefix=prefix)
 
 
 class ScoringDecisionModel(DecisionModel):
@@ -318,10 +318,18 @@ class ScoringDecisionModel(DecisionModel):
     a new token after it, so what a sub-goal adds is the same after every prompt. The constructor
     checks that after two different prompts. Prompt widths are padded to multiples of
     ``width_multiple`` tokens, so a run compiles a few scoring programs.
+
+    Every decision prompt starts with the same system turn (179 of ~290 tokens with SmolLM2). Its
+    keys and values are computed once (``generate.prefix_cache``, adapters off; the weights never
+    change) and each prompt is scored from the tokens after it (``scoring``'s ``prefix``), which
+    gives the scores of the whole prompt; ``cache_prefix=False`` reads the whole prompt every time
+    (the baseline of benchmarks/guidance_speed.py). The head's tokens start every prompt's tokens
+    for the reason the candidates' do: the head ends with a newline, where these tokenizers start
+    a new token; :meth:`scores` checks it.
     """
 
     def __init__(self, model="smollm2-135m-instruct", tokenizer=None, *, dtype=None, temperature: float = 1.0,
-                 implementation: str = "packed", width_multiple: int = 32):
+                 implementation: str = "packed", width_multiple: int = 32, cache_prefix: bool = True):
         """model: a model spec (``model.load_model``: ``smollm2-135m-instruct``, an HF checkpoint
         directory, a llama GGUF) or a loaded ``Llama`` with its ``tokenizer``."""
         if not temperature > 0:
@@ -342,6 +350,9 @@ class ScoringDecisionModel(DecisionModel):
             self.candidate_ids[i, :len(t)] = t
         self.candidate_len = np.array([len(t) for t in first], np.int32)
         self.candidate_words = np.array([len(s.split()) for s in self.subgoals], np.int32)
+        self.prefix_ids = list(self.tokenizer(_system_head(DECISION_SYSTEM))["input_ids"]) if cache_prefix else []
+        self.prefix = (prefix_cache(self.graphdef, self.base, self.lora, self.prefix_ids, use_lora=False)
+                       if cache_prefix else None)
 
     def _candidate_tokens(self, prompt: str) -> list[list[int]]:
         head = list(self.tokenizer(prompt)["input_ids"])
@@ -362,7 +373,12 @@ class ScoringDecisionModel(DecisionModel):
             if not p.endswith(_OPENING):
                 raise ValueError(f"prompts[{i}] does not end with the assistant turn's opening {_OPENING!r} "
                                  f"(...{p[-60:]!r}); build it with decision_prompt()")
-        ids = self.tokenizer(prompts)["input_ids"]
+        ids, head = self.tokenizer(prompts)["input_ids"], len(self.prefix_ids)
+        for i, x in enumerate(ids):
+            if list(x[:head]) != self.prefix_ids or len(x) == head:
+                raise ValueError(f"prompts[{i}] does not start with the decision model's system turn and a user "
+                                 f"message ({prompts[i][:60]!r}...); build it with decision_prompt()")
+        ids = [x[head:] for x in ids]
         N, P = len(ids), round_up(max(len(x) for x in ids), self.width_multiple)
         prompt_ids = np.zeros((N, P), np.int32)
         for row, x in zip(prompt_ids, ids):
@@ -373,7 +389,7 @@ class ScoringDecisionModel(DecisionModel):
             action_ids=np.broadcast_to(self.candidate_ids, (N, *self.candidate_ids.shape)),
             action_len=np.broadcast_to(self.candidate_len, (N, A)),
             action_words=np.broadcast_to(self.candidate_words, (N, A)), action_mask=np.ones((N, A), bool))
-        return np.asarray(_subgoal_scores(self.graphdef, self.base, self.lora, tokens,
+        return np.asarray(_subgoal_scores(self.graphdef, self.base, self.lora, tokens, self.prefix,
                                           implementation=self.implementation,
                                           action_tokens_max=int(self.candidate_len.sum())))
 
