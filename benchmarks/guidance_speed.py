@@ -1,5 +1,7 @@
-"""One guidance query round's language-model work, timed: the analyst with its cached system turn
-against the same decode over the full prompts, and the decision model's scoring of 31 sub-goals.
+"""One guidance query round's language-model work, timed with and without the cached system turns.
+
+The analyst and the decision model's scoring of 31 sub-goals, each with its cached system turn
+against the same work over the full prompts.
 
     python benchmarks/guidance_speed.py [--model smollm2-135m-instruct] [--envs 16] [--new-tokens 64] \\
         [--rounds 3] [--json FILE]
@@ -15,8 +17,10 @@ as RLAdapter's SFT attaches them), greedy decoding so that both sides generate t
 * ``prefill_prefix``, ``prefill_full``: the same two with one new token, i.e. the prompt reading
   alone, where the cached system turn saves its work (on a CPU the 64 decode steps of a round
   take most of its time, and they are the same on both sides);
-* ``decision``: ``ScoringDecisionModel.scores`` on the decision prompts holding those analyses
-  (the same base weights, adapters off).
+* ``decision_prefix``, ``decision_full``: ``ScoringDecisionModel.scores`` on the decision prompts
+  holding those analyses (the same base weights, adapters off), with the decision system turn
+  cached (the default) and with ``cache_prefix=False``; the run records the largest difference
+  of their scores and whether their greedy picks are equal.
 
 Each side runs once untimed (compiling its shapes: ``first s``), then the timed rounds alternate
 between the sides so that load from other processes hits them alike; the table gives the median
@@ -26,6 +30,7 @@ round. ``--json`` also records the date, commit and machine (``report.provenance
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -77,6 +82,7 @@ def main(argv=None):
     analyst = G.AdapterLM(model, tok, max_new_tokens=args.new_tokens)
     reader = G.AdapterLM(model, tok, max_new_tokens=1)
     decision = G.ScoringDecisionModel(model, tok)
+    decision_full = G.ScoringDecisionModel(model, tok, cache_prefix=False)
     graphdef, base, lora = split_model(model)
     cases = situations(args.envs)
     prompts = [G.adapter_prompt(*c) for c in cases]
@@ -104,10 +110,16 @@ def main(argv=None):
     report["analysis_tokens"] = [len(tok(a, add_special_tokens=False)["input_ids"]) for a in texts["analyst_prefix"]]
     decision_prompts = [G.decision_prompt(*c[:4], a) for c, a in zip(cases, texts["analyst_prefix"])]
     report["decision_prompt_tokens"] = [len(tok(p)["input_ids"]) for p in decision_prompts]
-    sides["decision"] = lambda: decision.scores(decision_prompts)
-    t = time.perf_counter()
-    sides["decision"]()
-    report["sides"]["decision"] = {"first_s": time.perf_counter() - t}
+    report["decision_prefix_tokens"] = len(decision.prefix_ids)
+    scores = {}
+    for name, model_ in (("decision_prefix", decision), ("decision_full", decision_full)):
+        sides[name] = functools.partial(model_.scores, decision_prompts)
+        t = time.perf_counter()
+        scores[name] = sides[name]()
+        report["sides"][name] = {"first_s": time.perf_counter() - t}
+    report["decision_scores_max_abs_diff"] = float(np.abs(scores["decision_prefix"] - scores["decision_full"]).max())
+    report["same_greedy_picks"] = bool((G.pick_subgoals(scores["decision_prefix"], greedy=True)
+                                        == G.pick_subgoals(scores["decision_full"], greedy=True)).all())
 
     times = {name: [] for name in sides}
     for _ in range(args.rounds):
@@ -121,12 +133,18 @@ def main(argv=None):
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=1), file=sys.stderr)
 
     s = {k: v["s"] for k, v in report["sides"].items()}
-    print(f"| envs | prefix tokens | prompt tokens | new tokens | full prompts s | cached prefix s | full / cached | "
-          f"same analyses | decision scoring s |\n|---:|---:|---|---:|---:|---:|---:|---|---:|")
-    plen = f"{min(report['prompt_tokens'])}-{max(report['prompt_tokens'])}"
-    for new, a, b in ((args.new_tokens, "analyst_full", "analyst_prefix"), (1, "prefill_full", "prefill_prefix")):
-        print(f"| {args.envs} | {report['prefix_tokens']} | {plen} | {new} | {s[a]:.2f} | {s[b]:.2f} | "
-              f"**{s[a] / s[b]:.2f}x** | {report['same_analyses']} | {s['decision']:.2f} |")
+    print(f"| envs | what | prefix tokens | prompt tokens | full prompts s | cached prefix s | full / cached | "
+          f"same output |\n|---:|---|---:|---|---:|---:|---:|---|")
+    span = lambda x: f"{min(x)}-{max(x)}"
+    rows = ((f"analyst, {args.new_tokens} new tokens", report["prefix_tokens"], report["prompt_tokens"],
+             "analyst_full", "analyst_prefix", report["same_analyses"]),
+            ("analyst, 1 new token", report["prefix_tokens"], report["prompt_tokens"], "prefill_full", "prefill_prefix",
+             report["same_analyses"]),
+            ("decision, 31 sub-goals", report["decision_prefix_tokens"], report["decision_prompt_tokens"],
+             "decision_full", "decision_prefix",
+             f"picks {report['same_greedy_picks']}, scores within {report['decision_scores_max_abs_diff']:.1e}"))
+    for what, q, plen, a, b, same in rows:
+        print(f"| {args.envs} | {what} | {q} | {span(plen)} | {s[a]:.2f} | {s[b]:.2f} | **{s[a] / s[b]:.2f}x** | {same} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
