@@ -319,13 +319,13 @@ class ScoringDecisionModel(DecisionModel):
     checks that after two different prompts. Prompt widths are padded to multiples of
     ``width_multiple`` tokens, so a run compiles a few scoring programs.
 
-    Every decision prompt starts with the same system turn (179 of ~290 tokens with SmolLM2). Its
-    keys and values are computed once (``generate.prefix_cache``, adapters off; the weights never
-    change) and each prompt is scored from the tokens after it (``scoring``'s ``prefix``), which
-    gives the scores of the whole prompt; ``cache_prefix=False`` reads the whole prompt every time
-    (the baseline of benchmarks/guidance_speed.py). The head's tokens start every prompt's tokens
-    for the reason the candidates' do: the head ends with a newline, where these tokenizers start
-    a new token; :meth:`scores` checks it.
+    Every decision prompt starts with the same system turn (179 of 256-324 tokens with SmolLM2,
+    benchmarks/README.md). Its keys and values are computed once (``generate.prefix_cache``,
+    adapters off; the weights never change) and each prompt is scored from the tokens after it
+    (``scoring``'s ``prefix``), which gives the scores of the whole prompt; ``cache_prefix=False``
+    reads the whole prompt every time (the baseline of benchmarks/guidance_speed.py). The head's
+    tokens start every prompt's tokens for the reason the candidates' do: the head ends with a
+    newline, where these tokenizers start a new token; :meth:`scores` checks it.
     """
 
     def __init__(self, model="smollm2-135m-instruct", tokenizer=None, *, dtype=None, temperature: float = 1.0,
