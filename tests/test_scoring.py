@@ -45,12 +45,12 @@ def _reference(tok, graphdef, base, lora, use_lora=True):
     """Each prompt + ' ' + action as its own unpadded sequence, full-vocab log-softmax."""
     out = np.zeros((len(PROMPTS), max(map(len, ACTIONS))))
     from twosome_jax.model import apply_logits
+    logits_of = jax.jit(apply_logits, static_argnums=0, static_argnames="use_lora")
     for n, (prompt, acts) in enumerate(zip(PROMPTS, ACTIONS)):
         p = tok(prompt)["input_ids"]
         for k, act in enumerate(acts):
             full = tok(prompt + " " + act)["input_ids"]
-            logits = apply_logits(graphdef, base, lora, jnp.asarray([full]), use_lora=use_lora)[0]
-            lp = jax.nn.log_softmax(logits, -1)
+            lp = np.asarray(jax.nn.log_softmax(logits_of(graphdef, base, lora, jnp.asarray([full]), use_lora=use_lora)[0], -1))
             out[n, k] = sum(float(lp[t - 1, full[t]]) for t in range(len(p), len(full)))
     return out
 
@@ -221,6 +221,13 @@ def prefixed(setup):
     return head, full, _split_at_prefix(full, len(head))
 
 
+def _jitted(fn):
+    """``fn(tables, *rest)`` jitted, numpy out (op by op every op of the model would compile)."""
+    from types import SimpleNamespace
+    run = jax.jit(lambda t, *rest: fn(SimpleNamespace(**t), *rest))
+    return lambda tables, *rest: np.asarray(run(vars(tables), *rest))
+
+
 @pytest.mark.parametrize("use_lora", [True, False])
 @pytest.mark.parametrize("implementation", ["packed", "naive"])
 def test_cached_prefix_scores_equal_full_prompts(setup, prefixed, implementation, use_lora):
@@ -229,16 +236,17 @@ def test_cached_prefix_scores_equal_full_prompts(setup, prefixed, implementation
     from twosome_jax.model.generate import prefix_cache
     _, graphdef, base, lora, _ = setup
     head, full, tails = prefixed
-    want = np.asarray(action_logprobs(graphdef, base, lora, full, implementation=implementation, use_lora=use_lora))
+    score = _jitted(lambda t, p: action_logprobs(graphdef, base, lora, t, implementation=implementation,
+                                                 use_lora=use_lora, prefix=p))
+    want = score(full, None)
     prefix = prefix_cache(graphdef, base, lora, head, use_lora=use_lora)
-    got = np.asarray(action_logprobs(graphdef, base, lora, tails, implementation=implementation, use_lora=use_lora,
-                                     prefix=prefix))
+    got = score(tails, prefix)
     valid = np.asarray(full.action_mask)
     assert np.abs(want[valid]).min() > 0.1
     np.testing.assert_allclose(got[valid], want[valid], atol=1e-4, rtol=0)
     assert np.all(got[~valid] == 0)
     # without the prefix the tails alone score otherwise: the cached head is what is read
-    alone = np.asarray(action_logprobs(graphdef, base, lora, tails, implementation=implementation, use_lora=use_lora))
+    alone = score(tails, None)
     assert np.abs(alone[valid] - want[valid]).max() > 1e-2
 
 
@@ -254,9 +262,9 @@ def test_cached_prefix_under_jit_one_row_at_a_time(setup, prefixed):
     S = max_action_tokens(full)
     fn = jax.jit(lambda t, p: policy_logits(graphdef, base, lora, SimpleNamespace(**t), prefix=p, action_tokens_max=S))
     got = np.asarray(fn(vars(tails), prefix))
+    alone = _jitted(lambda t: policy_logits(graphdef, base, lora, t))
     for n in range(len(TAILS)):
-        one = SimpleNamespace(**{k: v[n:n + 1] for k, v in vars(full).items()})
-        want = np.asarray(policy_logits(graphdef, base, lora, one))[0]
+        want = alone(SimpleNamespace(**{k: v[n:n + 1] for k, v in vars(full).items()}))[0]
         valid = np.isfinite(want)
         np.testing.assert_allclose(got[n][valid], want[valid], atol=1e-4, rtol=0)
         assert np.all(np.isneginf(got[n][~valid]))
