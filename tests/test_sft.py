@@ -210,6 +210,8 @@ def test_peft_export_of_the_sft_adapter(tiny, tmp_path):
     ids = np.random.default_rng(0).integers(3, config.vocab_size, size=(2, 24))
     ref = transformers.LlamaForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     pm = peft.PeftModel.from_pretrained(ref, tmp_path / "adapter").eval()
+    # PEFT reads the dropout the adapter was trained with (eval mode does not apply it)
+    assert pm.peft_config["default"].lora_dropout == settings.lora_dropout > 0
     with torch.no_grad():
         want = pm(input_ids=torch.tensor(ids)).logits.numpy()
     trained = nnx.merge(graphdef, base, result.lora)

@@ -78,13 +78,14 @@ def _alpha_json(alpha: float):
 
 
 def export_peft_adapter(lora_state, model_config, lora_config, out_dir: str | os.PathLike,
-                        base_model_name_or_path: str) -> Path:
+                        base_model_name_or_path: str, *, lora_dropout: float = 0.0) -> Path:
     """Write ``lora_state`` (one seed's adapters) as a PEFT LoRA adapter directory.
 
     ``lora_state``: the ``LoRAParam`` state of a ``Llama`` (``nnx.State`` or its pure dict,
     ``{"layers": {"self_attn": {"q_proj": {"lora_a": [L,in,r], "lora_b": [L,r,out]}}}}``).
     ``model_config``: the ``LlamaConfig``; ``lora_config``: the ``LoRAConfig`` (rank, alpha,
-    targets). Returns ``out_dir`` as a Path.
+    targets). ``lora_dropout``: the dropout the adapters were trained with (PEFT records it; it
+    does nothing at inference). Returns ``out_dir`` as a Path.
     """
     from safetensors.numpy import save_file
 
@@ -121,7 +122,7 @@ def export_peft_adapter(lora_state, model_config, lora_config, out_dir: str | os
         "inference_mode": True,
         "r": r,
         "lora_alpha": _alpha_json(lora_config.alpha),
-        "lora_dropout": 0.0,
+        "lora_dropout": float(lora_dropout),
         "target_modules": list(lora_config.targets),
         "bias": "none",
         "fan_in_fan_out": False,

@@ -329,6 +329,7 @@ def run_sft(model, tokenizer, pairs: Sequence[tuple[str, str]], settings: SFTSet
             losses.append(float(loss))
     eval_loss = evaluate_loss(graphdef, base, lora, held_out, settings.batch_size)
     if adapter_dir is not None:
-        export_peft_adapter(lora, model.config, model.lora_config, adapter_dir, base_model_name_or_path)
+        export_peft_adapter(lora, model.config, model.lora_config, adapter_dir, base_model_name_or_path,
+                            lora_dropout=settings.lora_dropout)
     return SFTResult(lora=lora, losses=np.asarray(losses, np.float32), eval_loss=eval_loss,
                      train_pairs=len(train), eval_pairs=len(held_out))
