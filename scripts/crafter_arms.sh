@@ -10,8 +10,9 @@
 # SFT_MAX_PAIRS of the stage's pairs, default 128). Run directories are ROOT/<arm> (default
 # runs/crafter_arms_<5 x STEPS_PER_STAGE>); an arm whose directory exists is resumed, so a killed
 # invocation continues where it stopped when given the same arguments. Then
-#   .venv/bin/python scripts/crafter_results.py ppo=ROOT/ppo random_subgoals=ROOT/random_subgoals \
-#       decision_only=ROOT/decision_only frozen_adapter=ROOT/frozen_adapter full=ROOT/full
+#   .venv/bin/python scripts/crafter_results.py --name crafter_arms --command "bash scripts/crafter_arms.sh STEPS_PER_STAGE" \
+#       ppo=ROOT/ppo random_subgoals=ROOT/random_subgoals decision_only=ROOT/decision_only \
+#       frozen_adapter=ROOT/frozen_adapter full=ROOT/full
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $# -lt 1 || ! "$1" =~ ^[1-9][0-9]*$ ]]; then
