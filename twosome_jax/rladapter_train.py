@@ -31,7 +31,8 @@ metrics line's ``crafter_score`` is over all episodes so far) and per stage K (f
 * ``stage_K/adapter/``: the adapter after the stage's SFT (PEFT);
 * ``stage_K/summary.json``: the stage's mean comprehension score (and per seed), the histogram
   of the chosen sub-goals, the SFT losses (each training step's, and the evaluation split's),
-  and a few sampled (situation, analysis, sub-goals) triples, also printed.
+  a few sampled (situation, analysis, sub-goals) triples, also printed, and the wall seconds of
+  the stage's closing and of its SFT (``seconds``).
 
 Metrics lines add the iteration's mean ``comprehension_score``, its ``stage`` and the wall time
 of its query rounds by part (``query_*_seconds``).
@@ -249,7 +250,7 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, enc
         nonlocal state
         t0 = time.perf_counter()
         where = stage_dir(run_dir, stage)
-        sft = None
+        sft, sft_seconds = None, 0.0
         if cfg.adapter_sft:
             # the seed is sft.py's fixed 42 (the release's), so every stage's step is one compilation
             settings = cfg.sft_settings(max_length=min(cfg.sft_settings().max_length,
@@ -257,8 +258,9 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, enc
             sft = run_sft(model, tokenizer, sft_pairs(cfg, run_dir, stage), settings, adapter_dir=where / ADAPTER_DIR,
                           base_model_name_or_path=HF_NAMES.get(cfg.adapter_model, cfg.adapter_model))
             install_lora(sft.lora)
+            sft_seconds = time.perf_counter() - t0
         summary = stage_summary(cfg, stage, read_metrics(where / DATA_FILE), sft, env.subgoals)
-        summary["seconds"] = {"closing": time.perf_counter() - t0}
+        summary["seconds"] = {"closing": time.perf_counter() - t0, "sft": sft_seconds}
         write_atomic(where / SUMMARY_FILE, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n"))
         for line in _summary_lines(summary):
             logger.write(line)
