@@ -113,13 +113,6 @@ def _packed_layout(tokens, S):
     return ids, positions, mask, predict_at, block, real
 
 
-def _check_prefix(prefix, use_lora):
-    if prefix is not None and not isinstance(prefix, PrefixCache):
-        raise ValueError(f"prefix must be a PrefixCache (from prefix_cache), got {type(prefix).__name__}")
-    if prefix is not None and prefix.use_lora != bool(use_lora):
-        raise ValueError(f"the prefix cache was built with use_lora={prefix.use_lora}; this scoring has use_lora={bool(use_lora)}")
-
-
 def _hidden(graphdef, base, lora, ids, positions, mask, use_lora, prefix):
     """``apply_hidden`` of ids [B,T]; with a prefix, after its Q cached tokens: the prefix in
     slots 0..Q-1, seen by every query, the sequence in slots Q..Q+T-1 at positions + Q."""
@@ -187,7 +180,7 @@ def action_logprobs(graphdef, base, lora, tokens, *, implementation: str = "pack
     ``use_lora``), the prompts of ``tokens`` being what follows it; see the module docstring.
     """
     _check_choice("scoring implementation", implementation, IMPLEMENTATIONS)
-    _check_prefix(prefix, use_lora)
+    PrefixCache.check(prefix, use_lora, "scoring")
     if implementation == "packed":
         S = _static_action_tokens_max(tokens, action_tokens_max)
         total = _packed_token_logprobs(graphdef, base, lora, tokens, use_lora, S, prefix)

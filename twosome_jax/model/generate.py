@@ -107,10 +107,7 @@ def generate(graphdef, base, lora, prompt_ids, prompt_len, *, max_new_tokens: in
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if temperature > 0 and key is None:
         raise ValueError("sampling (temperature > 0) needs a key")
-    if prefix is not None and not isinstance(prefix, PrefixCache):
-        raise ValueError(f"prefix must be a PrefixCache (from prefix_cache), got {type(prefix).__name__}")
-    if prefix is not None and prefix.use_lora != bool(use_lora):
-        raise ValueError(f"the prefix cache was built with use_lora={prefix.use_lora}; this decode has use_lora={bool(use_lora)}")
+    PrefixCache.check(prefix, use_lora, "decode")
     eos_ids = np.zeros((0,), np.int32) if eos_id is None else np.atleast_1d(np.asarray(eos_id, np.int32))
     if pad_id is None:
         pad_id = int(eos_ids[0]) if eos_ids.size else 0

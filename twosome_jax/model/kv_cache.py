@@ -72,6 +72,18 @@ class PrefixCache:
     def length(self) -> int:
         return self.ids.shape[0]
 
+    @staticmethod
+    def check(prefix, use_lora: bool, user: str) -> None:
+        """One-line ValueError unless ``prefix`` is None or a PrefixCache built with ``use_lora``
+        (``user`` names the computation in the message: "decode", "scoring")."""
+        if prefix is None:
+            return
+        if not isinstance(prefix, PrefixCache):
+            raise ValueError(f"prefix must be a PrefixCache (from prefix_cache), got {type(prefix).__name__}")
+        if prefix.use_lora != bool(use_lora):
+            raise ValueError(f"the prefix cache was built with use_lora={prefix.use_lora}; "
+                             f"this {user} has use_lora={bool(use_lora)}")
+
     def expand(self, batch: int, slots: int) -> KVCache:
         """A cache of ``slots`` slots for ``batch`` rows; slots ``0 .. length-1`` of every row
         hold the prefix, the rest are zero."""
