@@ -32,8 +32,8 @@ The ``--command`` section adds what each arm is (its ``config.yaml``), its budge
 run's ``total_timesteps`` counts one stage: the budget is ``stages`` times it), a table per
 RLAdapter stage (comprehension score, SFT losses) and where the time goes: the query rounds'
 parts (``query_*_seconds``), the rest of the iterations (env steps and PPO: each iteration's
-time is ``num_envs * num_steps / steps_per_second``), the stage closings (SFT, adapter export,
-summary) and what lies between iterations (logging, checkpoints, and the gap of a resume).
+time is ``num_envs * num_steps / steps_per_second``), the stage closings' SFT (``seconds.sft``)
+and the rest of them (adapter export, summary), and what lies between iterations (logging, checkpoints, and the gap of a resume).
 
 A run that has not reached its budget is reported at the env steps it has, and says so.
 """
@@ -110,19 +110,22 @@ def summarize_arm(run_dir: Path) -> dict:
 
 def time_split(records: list[dict], batch: int, stage_steps: int, summaries: list[dict]) -> dict:
     """Seconds of the run by part, from the end of the first iteration (which compiles) to the
-    last record, plus the closing of a stage that ended at the last record. ``minutes_per_1M``:
+    last record, plus the closing of a stage that ended at the last record; the closings' SFT
+    (``sft``) apart from the rest of them (``closing``: export, summary). ``minutes_per_1M``:
     each part per 1M env steps (per seed, all seeds at once); NaN with a single record."""
     if len(records) < 2:
         nan = float("nan")
         return {"seconds": {}, "minutes_per_1M": {"total": nan}}
     timed, first, last = records[1:], records[0]["env_steps"], records[-1]["env_steps"]
-    closing_in = closing_after = 0.0
+    closing_in = closing_after = sft = 0.0
     for s in summaries:  # a stage is closed after the record of its last iteration
-        end, seconds = s["stage"] * stage_steps, s.get("seconds", {}).get("closing", 0.0)
+        end, seconds = s["stage"] * stage_steps, s.get("seconds", {})
+        if first <= end <= last:
+            sft += seconds.get("sft", 0.0)
         if first <= end < last:
-            closing_in += seconds
+            closing_in += seconds.get("closing", 0.0)
         elif end == last:
-            closing_after += seconds
+            closing_after += seconds.get("closing", 0.0)
     query = {}
     for r in timed:
         for key, v in r.items():
@@ -133,7 +136,7 @@ def time_split(records: list[dict], batch: int, stage_steps: int, summaries: lis
     span = records[-1]["wall_time"] - records[0]["wall_time"]
     seconds = {**{part: query.get(part, 0.0) for part in QUERY_SHOWN},
                "other_query": sum(v for part, v in query.items() if part not in QUERY_SHOWN),
-               "env_ppo": iterations - sum(query.values()), "closing": closing_in + closing_after,
+               "env_ppo": iterations - sum(query.values()), "sft": sft, "closing": closing_in + closing_after - sft,
                "between": span - iterations - closing_in}
     seconds["total"] = span + closing_after
     return {"seconds": seconds, "query_parts": sorted(query),
@@ -235,8 +238,9 @@ def arms_section(arms: dict[str, tuple[Path, dict]], name: str, command: str, re
                   "seeds of each seed's mean over the stage's queries; SFT losses of its first and last step, "
                   "and on the held-out pairs after it):", "",
                   "| arm | stage | env steps per seed | queries | comprehension score | per seed | SFT pairs "
-                  "(train, eval) | SFT train loss, first → last step | SFT eval loss | stage closing (min) |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "(train, eval) | SFT train loss, first → last step | SFT eval loss | SFT (min) | "
+                  "rest of stage closing (min) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for label, s in rl.items():
             for t in s["stage_summaries"]:
                 per_seed = t["comprehension_score_per_seed"]
@@ -245,30 +249,33 @@ def arms_section(arms: dict[str, tuple[Path, dict]], name: str, command: str, re
                           f"{sft['train_pairs']}, {sft['eval_pairs']} | {sft['train_loss_first']:.3f} → "
                           f"{sft['train_loss_last']:.3f} | "
                           + ("n/a" if sft["eval_loss"] is None else f"{sft['eval_loss']:.3f}"))
-                closing = t.get("seconds", {}).get("closing")
+                seconds = t.get("seconds", {})
+                closing = (f"{seconds.get('sft', 0.0) / 60:.1f} | "
+                           f"{(seconds['closing'] - seconds.get('sft', 0.0)) / 60:.1f}"
+                           if "closing" in seconds else "n/a | n/a")
                 start, end = t["env_steps"]
                 lines.append(f"| {label} | {t['stage']} of {s['stages']} | {start:,}-{end:,} | {t['queries']:,} | "
                              f"{_pm(*score.mean_std(per_seed), '.3f')} | "
                              f"{', '.join(f'{v:.3f}' for v in per_seed)} | {losses} | "
-                             + ("n/a" if closing is None else f"{closing / 60:.1f}") + " |")
+                             + closing + " |")
             if len(s["stage_summaries"]) < s["stages"]:
                 lines.append(f"| {label} | {len(s['stage_summaries']) + 1} of {s['stages']} | not finished | "
-                             "| | | | | | |")
+                             "| | | | | | | |")
         parts = sorted({p for s in rl.values() for p in s["time"].get("query_parts", ()) if p not in QUERY_SHOWN})
         lines += ["", "Where the time goes (wall-clock minutes per 1M env steps, all seeds at once, and share of the "
                   "total; `metrics.jsonl` from the end of the first iteration, which compiles, to the last record, "
                   "and the stage closings in `stage_K/summary.json`). Query rounds: the adapter LM's analyses, the "
                   f"decision model's scoring of the sub-goals and the other parts ({', '.join(parts) or 'none'}); "
                   "env and PPO: the rest of each iteration (its `num_envs * num_steps / steps_per_second`); stage "
-                  "closing: SFT, the adapter's export and the summary; between iterations: logging, episode files, "
+                  "closings: their SFT, and the rest (the adapter's export and the summary); between iterations: logging, episode files, "
                   "checkpoints and the gap of a resumed run.", "",
-                  "| arm | adapter generation | decision scoring | other query parts | env and PPO | stage closing "
-                  "(SFT) | between iterations | total |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| arm | adapter generation | decision scoring | other query parts | env and PPO | SFT | rest of "
+                  "stage closing | between iterations | total |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for label, (_, s) in arms.items():
             per_1m, total = s["time"]["minutes_per_1M"], s["time"]["minutes_per_1M"]["total"]
-            cells = [("-" if not s["rladapter"] and k in ("adapter", "decision", "other_query", "closing") else
+            cells = [("-" if not s["rladapter"] and k in ("adapter", "decision", "other_query", "sft", "closing") else
                       f"{per_1m[k]:.1f} ({100 * per_1m[k] / total:.0f} %)") if k in per_1m else "n/a"
-                     for k in ("adapter", "decision", "other_query", "env_ppo", "closing", "between")]
+                     for k in ("adapter", "decision", "other_query", "env_ppo", "sft", "closing", "between")]
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {total:.1f} |")
     return "\n".join(lines) + "\n"
 

@@ -52,11 +52,11 @@ def query(adapter, decision, situation, score):
     return {"query_seconds": sum(parts.values()), **{f"query_{k}_seconds": v for k, v in parts.items()}}
 
 
-def stage(number, stage_steps, per_seed, sft, closing):
-    """A stage_K/summary.json (rladapter_train.stage_summary, plus its closing seconds)."""
+def stage(number, stage_steps, per_seed, sft, closing, sft_seconds=0.0):
+    """A stage_K/summary.json (rladapter_train.stage_summary, plus its closing and SFT seconds)."""
     return {"stage": number, "env_steps": [(number - 1) * stage_steps, number * stage_steps], "queries": 80,
             "comprehension_score": sum(per_seed) / len(per_seed), "comprehension_score_per_seed": per_seed,
-            "subgoal_histogram": {}, "sft": sft, "samples": [], "seconds": {"closing": closing}}
+            "subgoal_histogram": {}, "sft": sft, "samples": [], "seconds": {"closing": closing, "sft": sft_seconds}}
 
 
 def sft(first, last, eval_loss):
@@ -100,13 +100,13 @@ def runs(tmp_path):
     write_jsonl(full / "episodes.jsonl", [episode(0, 2000, 1.5), episode(1, 6000, 0.5, "collect_wood")])
     # iteration 1 (compiles) ends at 1000 s; stage 1 closes (30 s); iteration 2 takes 100 s
     # (40 adapter, 25 decision, 3 situation, 2 comprehension score, 30 env and PPO) and ends at
-    # 1135 s; 5 s between iterations; stage 2 closes after it (45 s)
+    # 1135 s; 5 s between iterations; stage 2 closes after it (45 s); the closings' SFT: 18 and 42 s
     write_jsonl(full / "metrics.jsonl", [record(1, 4000, 1000.0, 4.0, **query(500, 500, 50, 50)),
                                          record(2, 8000, 1135.0, 40.0, **query(40, 25, 3, 2))])
-    for k, per_seed, losses, closing in ((1, [0.2, 0.4], (2.5, 1.25, 1.5), 30.0),
-                                         (2, [0.5, 0.9], (1.0, 0.75, None), 45.0)):
+    for k, per_seed, losses, closing, sft_seconds in ((1, [0.2, 0.4], (2.5, 1.25, 1.5), 30.0, 18.0),
+                                                      (2, [0.5, 0.9], (1.0, 0.75, None), 45.0, 42.0)):
         (full / f"stage_{k}").mkdir()
-        (full / f"stage_{k}" / "summary.json").write_text(json.dumps(stage(k, 4000, per_seed, sft(*losses), closing)))
+        (full / f"stage_{k}" / "summary.json").write_text(json.dumps(stage(k, 4000, per_seed, sft(*losses), closing, sft_seconds)))
     return {"ppo": ppo, "frozen": frozen, "full": full}
 
 
@@ -167,28 +167,30 @@ def test_arms_section_by_hand(crafter_results, runs, tmp_path, capsys):
     assert success["collect_wood"][0][1:] == ["50.0 ± 0.0", "0.0 ± 0.0", "50.0 ± 50.0"]
     assert success["eat_cow"][0][1] == "37.5 ± 12.5"
 
-    stages = t["stage closing (min)"]
+    stages = t["rest of stage closing (min)"]
     f1, f2 = stages["full"][:2]
     assert f1[1:5] == ["1 of 3", "0-4,000", "80", "0.300 ± 0.100"]  # per-seed means 0.2, 0.4
-    assert f1[6:] == ["7, 1", "2.500 → 1.250", "1.500", "0.5"]
+    assert f1[6:] == ["7, 1", "2.500 → 1.250", "1.500", "0.3", "0.2"]  # SFT 18 s of the 30 s closing
     assert f2[1:5] == ["2 of 3", "4,000-8,000", "80", "0.700 ± 0.200"] and f2[8] == "n/a"
     assert stages["full"][2][1:3] == ["3 of 3", "not finished"]
     assert [r[4] for r in stages["frozen"]] == ["0.200 ± 0.100", "0.600 ± 0.000"]
     assert [r[6:9] for r in stages["frozen"]] == [["no SFT"] * 3] * 2
+    assert [r[9:] for r in stages["frozen"]] == [["0.0", "0.0"]] * 2
     assert len(stages["frozen"]) == 2  # finished: no "not finished" row
 
     # full, over 4,000 steps: adapter 40 s, decision 25, other query 5, env+PPO 100 - 70 = 30,
-    # closing 30 + 45, between 135 - 100 - 30 = 5; total 180 s (iteration 1's query time left out)
+    # SFT 18 + 42, the rest of the closings 30 + 45 - 60 = 15, between 135 - 100 - 30 = 5; total
+    # 180 s (iteration 1's query time left out)
     def per_1m(seconds):  # minutes per 1M env steps of seconds over the 4,000 steps after iteration 1
         return seconds / 4000 * 1e6 / 60
 
     time = t["total"]
-    expected = [f"{per_1m(s):.1f} ({100 * s / 180:.0f} %)" for s in (40, 25, 5, 30, 75, 5)]
+    expected = [f"{per_1m(s):.1f} ({100 * s / 180:.0f} %)" for s in (40, 25, 5, 30, 60, 15, 5)]
     assert time["full"][0][1:] == expected + [f"{per_1m(180):.1f}"]
     # frozen: 101 s; iteration 2 100 s (query 44 s); closing of stage 1 0.5 s, of stage 2 after it 0.5 s
-    assert time["frozen"][0][4:] == [f"{per_1m(56):.1f} ({100 * 56 / 101.5:.0f} %)", f"{per_1m(1):.1f} (1 %)",
+    assert time["frozen"][0][4:] == [f"{per_1m(56):.1f} ({100 * 56 / 101.5:.0f} %)", "0.0 (0 %)", f"{per_1m(1):.1f} (1 %)",
                                      f"{per_1m(0.5):.1f} (0 %)", f"{per_1m(101.5):.1f}"]
-    assert time["ppo"][0][1:] == ["-", "-", "-", f"{per_1m(50):.1f} (83 %)", "-", f"{per_1m(10):.1f} (17 %)",
+    assert time["ppo"][0][1:] == ["-", "-", "-", f"{per_1m(50):.1f} (83 %)", "-", "-", f"{per_1m(10):.1f} (17 %)",
                                   f"{per_1m(60):.1f}"]
     assert "left as it is" in capsys.readouterr().err
 
