@@ -1,39 +1,13 @@
 """RunLogger: JSONL records, per-seed values, resume truncation, TensorBoard scalars."""
 
-import glob
 import json
-import os
-import struct
 
 import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
+from tb_events import tb_events, tb_histograms, tb_scalars, tb_texts
 
 from twosome_jax.metrics import METRICS_FILE, RunLogger, read_metrics
-
-
-def _tb_events(run_dir):
-    """Every event of every file under RUN_DIR/tb, in file order (TFRecord framing)."""
-    events = []
-    for path in sorted(glob.glob(os.path.join(run_dir, "tb", "*tfevents*"))):
-        data = open(path, "rb").read()
-        pos = 0
-        while pos < len(data):
-            (n,) = struct.unpack("<Q", data[pos:pos + 8])
-            ev = event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
-            pos += 12 + n + 4
-            events.append(ev)
-    return events
-
-
-def _tb_scalars(run_dir):
-    """{tag: [(step, value), ...]}."""
-    out = {}
-    for ev in _tb_events(run_dir):
-        for v in ev.summary.value:
-            if v.HasField("simple_value"):
-                out.setdefault(v.tag, []).append((ev.step, v.simple_value))
-    return out
 
 
 def _log_iterations(run_dir, iterations, **kw):
@@ -54,11 +28,32 @@ def test_records_scalars_and_per_seed(tmp_path):
     text = (tmp_path / METRICS_FILE).read_text()
     assert text.endswith("\n") and "NaN" not in text
     assert json.loads(text) == rec == read_metrics(tmp_path / METRICS_FILE)[0]
-    tb = _tb_scalars(tmp_path)
+    tb = tb_scalars(tmp_path)
     assert tb["mean_return"] == [(128, 1.0)]
     assert tb["mean_return/seed_1"] == [(128, 1.5)]
     assert "success_rate/seed_0" not in tb  # non-finite values are not written
     assert tb["kl_stop"] == [(128, 1.0)]
+
+
+def test_summary_scalars_counts_and_texts(tmp_path):
+    """A stretch's summary: scalars (None and NaN skipped), a categorical histogram with one
+    bin per category and a table naming them, and markdown text, all at the given env step."""
+    with RunLogger(tmp_path, total_steps=512, progress=False) as lg:
+        lg.log(1, 128, {"mean_return": 1.0})
+        lg.log_summary(128, scalars={"stage/score": 0.75, "stage/loss": None, "stage/nan": float("nan")},
+                       counts={"stage/picks": {"chop tree": 3, "sleep": 0, "drink water": 1}},
+                       texts={"stage/lines": "    stage 1: 8 queries"})
+    scalars = tb_scalars(tmp_path)
+    assert scalars["stage/score"] == [(128, 0.75)] and "stage/loss" not in scalars and "stage/nan" not in scalars
+    [(step, histo)] = tb_histograms(tmp_path)["stage/picks"]
+    assert step == 128 and (histo.num, histo.sum, histo.min, histo.max) == (4, 2.0, 0.0, 2.0)  # 0, 0, 0, 2
+    # one bin per category: 3 of index 0, none of 1, 1 of 2
+    counts = dict(zip(histo.bucket_limit, histo.bucket))
+    assert [counts.get(limit, 0.0) for limit in (0.5, 1.5, 2.5)] == [3.0, 0.0, 1.0]  # right edges
+    texts = tb_texts(tmp_path)
+    assert texts["stage/picks/table"] == [(128, "|bin|name|count|\n|-|-|-|\n|0|chop tree|3|\n|1|sleep|0|\n"
+                                                "|2|drink water|1|")]
+    assert texts["stage/lines"] == [(128, "    stage 1: 8 queries")]
 
 
 def test_single_seed_vector_is_a_plain_scalar(tmp_path):
@@ -66,7 +61,7 @@ def test_single_seed_vector_is_a_plain_scalar(tmp_path):
         rec = lg.log(1, 128, {"mean_return": np.array([0.5]), "success_rate": np.array([np.nan])})
     assert rec["mean_return"] == 0.5 and "mean_return_per_seed" not in rec
     assert rec["success_rate"] is None and "success_rate_per_seed" not in rec
-    assert sorted(t for t in _tb_scalars(tmp_path) if t.startswith("mean_return")) == ["mean_return"]
+    assert sorted(t for t in tb_scalars(tmp_path) if t.startswith("mean_return")) == ["mean_return"]
 
 
 def test_rejects_bad_shapes_reserved_names_and_going_back(tmp_path):
@@ -94,7 +89,7 @@ def test_resume_truncates_beyond_checkpoint_and_partial_line(tmp_path):
     assert [r["iteration"] for r in recs] == [1, 2, 3, 4, 5, 6]
     assert all(json.loads(line) for line in new)  # every line whole
     # TensorBoard: the resumed writer's purge marker hides old events from env step 3*128+1 on
-    starts = [ev.step for ev in _tb_events(tmp_path)
+    starts = [ev.step for ev in tb_events(tmp_path)
               if ev.HasField("session_log") and ev.session_log.status == event_pb2.SessionLog.START]
     assert starts == [0, 3 * 128 + 1]
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tb_events import tb_histograms, tb_scalars, tb_texts
 
 from envs_jax.crafter import score
 from envs_jax.crafter.constants import ACTION_NAMES, SUBGOALS
@@ -223,6 +224,19 @@ def test_stages_write_datasets_adapters_summaries_and_episodes(run):
         table = score.episode_table(episodes, budget=m["env_steps"])[0]
         assert m["crafter_score"] == pytest.approx(score.crafter_score(score.success_rates(table)), rel=1e-9)
     assert [s["stage"] for s in summary["stages"]] == [1, 2]
+    # TensorBoard holds each stage's summary at its last env step
+    summaries = [json.loads((run_dir / f"stage_{k}" / "summary.json").read_text()) for k in (1, 2)]
+    ends = [s["env_steps"][1] for s in summaries]
+    scalars, texts, histograms = tb_scalars(run_dir), tb_texts(run_dir), tb_histograms(run_dir)
+    assert scalars["stage/comprehension_score"] == [(e, pytest.approx(s["comprehension_score"], abs=1e-6))
+                                                    for e, s in zip(ends, summaries)]
+    assert scalars["stage/sft_eval_loss"] == [(e, pytest.approx(s["sft"]["eval_loss"], rel=1e-6))
+                                              for e, s in zip(ends, summaries)]
+    assert [(e, h.num) for e, h in histograms["stage/subgoals"]] == [(e, 24) for e in ends]
+    assert [step for step, _ in texts["stage/subgoals/table"]] == ends
+    assert f"|0|{SUBGOALS[0]}|" in texts["stage/subgoals/table"][0][1]
+    for (step, text), s in zip(texts["stage/summary"], summaries):
+        assert text.startswith(f"    stage {s['stage']}: 8 queries") and s["samples"][0]["situation"] in text
 
 
 def test_the_policy_acts_under_the_rows_of_the_chosen_subgoals(run):

@@ -191,6 +191,29 @@ class RunLogger:
         self.last_iteration, self.last_env_steps, self._t_last = iteration, env_steps, now
         return record
 
+    def log_summary(self, env_steps: int, *, scalars: Mapping[str, float | None] = {},
+                    counts: Mapping[str, Mapping[str, int]] = {}, texts: Mapping[str, str] = {}) -> None:
+        """TensorBoard only, at ``env_steps``: a summary of a stretch of the run (an RLAdapter
+        stage) beside the per-iteration records. ``scalars``: None is skipped. ``counts``: tag ->
+        {category: count}, drawn as a histogram over the categories' indices (in the mapping's
+        order, one bin each) and written as a markdown table under ``TAG/table``, which names
+        them. ``texts``: markdown."""
+        import numpy as np
+
+        for tag, value in scalars.items():
+            if value is not None and np.isfinite(value):
+                self._tb.add_scalar(tag, float(value), env_steps)
+        for tag, table in counts.items():
+            n = np.array(list(table.values()), np.int64)
+            if n.sum():
+                self._tb.add_histogram(tag, np.repeat(np.arange(len(n)), n), env_steps,
+                                       bins=np.arange(len(n) + 1) - 0.5)
+            rows = "\n".join(f"|{i}|{k}|{v}|" for i, (k, v) in enumerate(table.items()))
+            self._tb.add_text(f"{tag}/table", "|bin|name|count|\n|-|-|-|\n" + rows, env_steps)
+        for tag, text in texts.items():
+            self._tb.add_text(tag, text, env_steps)
+        self._tb.flush()
+
     def status(self, record: Mapping[str, Any]) -> None:
         """One line on stderr: iteration, env steps, return, success, steps/s."""
         import sys
@@ -231,6 +254,9 @@ class SilentLogger:
     :class:`RunLogger` writes the run's one record, these write nothing."""
 
     def log(self, iteration: int, env_steps: int, metrics: Mapping[str, Any]) -> None:
+        pass
+
+    def log_summary(self, env_steps: int, **summaries) -> None:
         pass
 
     def write(self, message: str) -> None:

@@ -32,7 +32,10 @@ metrics line's ``crafter_score`` is over all episodes so far) and per stage K (f
 * ``stage_K/summary.json``: the stage's mean comprehension score (and per seed), the histogram
   of the chosen sub-goals, the SFT losses (each training step's, and the evaluation split's),
   a few sampled (situation, analysis, sub-goals) triples, also printed, and the wall seconds of
-  the stage's closing and of its SFT (``seconds``).
+  the stage's closing and of its SFT (``seconds``). TensorBoard gets it too, at the stage's last
+  env step: ``stage/comprehension_score``, ``stage/sft_train_loss``, ``stage/sft_eval_loss``,
+  the histogram ``stage/subgoals`` (sub-goal indices; ``stage/subgoals/table`` names them) and
+  the printed lines as ``stage/summary``.
 
 Metrics lines add the iteration's mean ``comprehension_score``, its ``stage`` and the wall time
 of its query rounds by part (``query_*_seconds``).
@@ -152,6 +155,16 @@ def _summary_lines(s: dict) -> list[str]:
     return lines
 
 
+def _summary_tensorboard(s: dict, lines: list[str]) -> dict:
+    """A stage summary as ``RunLogger.log_summary`` arguments: its comprehension score and SFT
+    losses, the chosen sub-goals' histogram and the printed lines (the sampled triples)."""
+    sft = s["sft"] or {}
+    return {"scalars": {"stage/comprehension_score": s["comprehension_score"],
+                        "stage/sft_train_loss": sft.get("train_loss"), "stage/sft_eval_loss": sft.get("eval_loss")},
+            "counts": {"stage/subgoals": s["subgoal_histogram"]},
+            "texts": {"stage/summary": "\n".join(f"    {line}" for line in lines)}}  # indented: verbatim
+
+
 def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, encoder=None, on_event=None) -> dict:
     """Run (or continue) an RLAdapter run in ``run_dir``; returns the summary it prints.
 
@@ -262,8 +275,10 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, enc
         summary = stage_summary(cfg, stage, read_metrics(where / DATA_FILE), sft, env.subgoals)
         summary["seconds"] = {"closing": time.perf_counter() - t0, "sft": sft_seconds}
         write_atomic(where / SUMMARY_FILE, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n"))
-        for line in _summary_lines(summary):
+        lines = _summary_lines(summary)
+        for line in lines:
             logger.write(line)
+        logger.log_summary(stage * stage_steps, **_summary_tensorboard(summary, lines))
         if cfg.policy_across_stages == "reinit" and stage < cfg.stages:
             params, opt_state = reinit(trainer, jax.random.fold_in(reinit_keys, stage + 1))
             state = state.replace(params=params, opt_state=opt_state)
