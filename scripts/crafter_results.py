@@ -150,17 +150,20 @@ def _yaml_value(v) -> str:
 def describe(s: dict) -> str:
     """What an arm is, from its config."""
     cfg = s["config"]
+    # the policy's instruction encoder, where it is not the pretrained one (RLAdapter quirk Q9)
+    encoder = ("" if cfg.get("policy_encoder", "pretrained") == "pretrained" or cfg["instruction"] == "none" else
+               f", its instruction encoder's linear layers random (`policy_encoder: {cfg['policy_encoder']}`)")
     if not s["rladapter"]:
         if cfg["instruction"] == "none":
             return "PPO, no instruction input (`instruction: none`)"
         return (f"PPO with {cfg['subgoals_per_instruction']} sub-goals drawn uniformly every "
-                f"{cfg['instruction_interval']} steps per env (`instruction: {cfg['instruction']}`)")
+                f"{cfg['instruction_interval']} steps per env (`instruction: {cfg['instruction']}`){encoder}")
     what = ("the decision model alone, an empty analysis" if cfg["adapter"] == "none" else
             "the adapter LM's analysis, fine-tuned after every stage" if cfg["adapter_sft"] else
             "the adapter LM's analysis, frozen")
     keys = ["instruction", "adapter", "adapter_sft", "stages", "sft_max_pairs", "policy_across_stages"]
     keys += ["sft_data"] * bool(cfg["adapter_sft"])
-    return f"RLAdapter: {what} (" + ", ".join(f"`{k}: {_yaml_value(cfg[k])}`" for k in keys) + ")"
+    return f"RLAdapter: {what} (" + ", ".join(f"`{k}: {_yaml_value(cfg[k])}`" for k in keys) + ")" + encoder
 
 
 def _pm(m, s, f=".2f") -> str:

@@ -86,7 +86,8 @@ def runs(tmp_path):
     # 50 s per iteration (4000 / 80 steps/s), 10 s between them
     write_jsonl(ppo / "metrics.jsonl", [record(1, 4000, 100.0, 80.0), record(2, 8000, 160.0, 80.0)])
 
-    save_guided_config(RLAdapterConfig(total_timesteps=4000, stages=2, num_seeds=2, adapter_sft=False),
+    save_guided_config(RLAdapterConfig(total_timesteps=4000, stages=2, num_seeds=2, adapter_sft=False,
+                                       policy_encoder="random_linears"),
                        frozen / "config.yaml")
     write_jsonl(frozen / "episodes.jsonl", [episode(0, 3000, 1.0), episode(1, 7000, 2.0, "collect_sapling")])
     write_jsonl(frozen / "metrics.jsonl", [record(1, 4000, 0.0, 40.0, **query(10, 10, 1, 1)),
@@ -147,8 +148,10 @@ def test_arms_section_by_hand(crafter_results, runs, tmp_path, capsys):
     ppo, frozen, full = arms["ppo"][0], arms["frozen"][0], arms["full"][0]
     assert ppo[1] == "PPO, no instruction input (`instruction: none`)"
     assert frozen[1] == ("RLAdapter: the adapter LM's analysis, frozen (`instruction: rladapter`, `adapter: lm`, "
-                         "`adapter_sft: false`, `stages: 2`, `sft_max_pairs: none`, `policy_across_stages: carry`)")
+                         "`adapter_sft: false`, `stages: 2`, `sft_max_pairs: none`, `policy_across_stages: carry`), "
+                         "its instruction encoder's linear layers random (`policy_encoder: random_linears`)")
     assert full[1].startswith("RLAdapter: the adapter LM's analysis, fine-tuned after every stage (")
+    assert full[1].endswith(")")  # the pretrained instruction encoder goes unsaid
     assert "`sft_max_pairs: 8`" in full[1] and "`sft_data: stage`" in full[1]
     # budgets: an RLAdapter run's total_timesteps is one stage's
     assert (ppo[2], frozen[2], full[2]) == ("6,000", "2 × 4,000 = 8,000", "3 × 4,000 = 12,000")

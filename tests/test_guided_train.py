@@ -166,6 +166,7 @@ def test_the_train_command_hands_guided_configs_over(capsys):
     ({"trainer": "twosome"}, "trainer='twosome' is invalid; accepted: guided_ppo"),
     ({"total_timesteps": 100}, "total_timesteps=100 is less than one iteration's batch"),
     ({"gamma": 1.5}, "gamma=1.5 is invalid; accepted: a number in (0, 1]"),
+    ({"policy_encoder": "random"}, "policy_encoder='random' is invalid; accepted: pretrained, random_linears"),
 ])
 def test_bad_configs_are_rejected_in_one_line(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

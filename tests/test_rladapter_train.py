@@ -393,3 +393,39 @@ def test_decision_model_only_arm(tmp_path):
         assert all("Analysis: <>" not in r["prompt"] and "comprehension score: <" in r["prompt"] for r in records)
         assert not (tmp_path / "run" / f"stage_{stage}" / "adapter").exists()
     assert [(s["sft"], s["queries"]) for s in summary["stages"]] == [(None, 8), (None, 8)]
+
+
+def test_greedy_evaluation_of_the_final_policy(run):
+    """``python -m twosome_jax.evaluate RUN_DIR`` on an RLAdapter run: the final checkpoint under
+    greedy guidance, one episode per env, the same report for the same seed, the Crafter score
+    recomputed here from the episodes it lists."""
+    from twosome_jax import rladapter_eval
+
+    run_dir, _ = run
+    report = rladapter_eval.evaluate_rladapter(run_dir, encoder=ENCODER)
+    assert report == rladapter_eval.evaluate_rladapter(run_dir, encoder=ENCODER)  # greedy guidance, fixed worlds
+    assert report["env_steps"] == 2 * 2 * N * T and report["episodes_per_seed"] == N
+    [seed] = report["per_seed"]
+    eps = seed["episodes_list"]
+    assert sorted(e["env"] for e in eps) == list(range(N)) and all(1 <= e["length"] <= 60 for e in eps)
+    # a round before each 50 steps the episode lasted: 3 picks each, always among the 31
+    assert sum(seed["subgoals"].values()) == 3 * sum(-(-e["length"] // H) for e in eps)
+    assert set(seed["subgoals"]) <= set(SUBGOALS)
+    rates = [100 * np.mean([a in e["achievements"] for e in eps]) for a in seed["success_rates"]]
+    assert list(seed["success_rates"].values()) == pytest.approx(rates)
+    assert seed["crafter_score"] == pytest.approx(math.exp(np.mean(np.log1p(rates))) - 1)
+    assert report["crafter_score"] == (pytest.approx(seed["crafter_score"]), 0.0)
+    assert seed["return"] == pytest.approx(np.mean([e["return"] for e in eps]))
+    one = rladapter_eval.evaluate_rladapter(run_dir, encoder=ENCODER, episodes=1)
+    assert [e["env"] for e in one["per_seed"][0]["episodes_list"]] == [0]
+    assert rladapter_eval.handles([str(run_dir), "--episodes", "3"])
+    assert not rladapter_eval.handles(["--episodes", "3", str(run_dir / "stage_1")])
+
+
+def test_evaluation_rejects_bad_episodes_in_one_line(run, capsys):
+    from twosome_jax import evaluate
+
+    run_dir, _ = run
+    assert evaluate.main([str(run_dir), "--episodes", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --episodes 3 is out of range; accepted: 1 to the run's num_envs (2)\n"

@@ -168,3 +168,80 @@ def test_all_minilm_l6_v2_matches_torch(minilm_dir):
     assert_matches(ours, ref)
     cos = ours @ ours.T
     assert cos[0, 1] > 0.9 and cos[2, 3] > 0.7 and abs(cos[0, 5]) < 0.2  # pads counted would give ~0.8 everywhere
+
+
+def test_random_linears_are_what_the_sb3_init_makes_of_the_bert(tiny_dir):
+    """RLAdapter quirk Q9: stable-baselines3's ``init_weights`` (orthogonal, gain sqrt 2, zero
+    bias) reaches every ``nn.Linear`` of the policy's BERT. Each of ours is such a matrix; put
+    into torch's ``BertModel`` in place of exactly those modules (the pooler's aside: mean
+    pooling never reads it), with everything else pretrained, torch embeds as we do."""
+    import jax
+    from flax import nnx
+    from transformers import BertModel, PreTrainedTokenizerFast
+
+    pretrained = SentenceEncoder.load(tiny_dir)
+    encoder = pretrained.with_random_linears(jax.random.PRNGKey(3))
+    ours = {path: np.asarray(v) for path, v in _flat(nnx.to_pure_dict(encoder.state)).items()}
+    model = BertModel.from_pretrained(str(tiny_dir), local_files_only=True).eval()
+    linears = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 2 * 6 + 1 and linears[-1] == "pooler.dense"
+    place = {"attention.self.query": "query", "attention.self.key": "key", "attention.self.value": "value",
+             "attention.output.dense": "attention_output", "intermediate.dense": "intermediate",
+             "output.dense": "output"}
+    with torch.no_grad():
+        for name in linears[:-1]:
+            _, _, layer, rest = name.split(".", 3)
+            kernel = ours[("layers", place[rest], "kernel")][int(layer)]  # [in, out]
+            bias = ours[("layers", place[rest], "bias")][int(layer)]
+            small = min(kernel.shape)
+            gram = kernel.T @ kernel if kernel.shape[0] >= kernel.shape[1] else kernel @ kernel.T
+            np.testing.assert_allclose(gram, 2.0 * np.eye(small), atol=1e-5)  # orthogonal, gain sqrt 2
+            assert not bias.any()
+            m = model.get_submodule(name)
+            m.weight.copy_(torch.from_numpy(kernel.T.copy()))
+            m.bias.zero_()
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(tiny_dir / "tokenizer.json"), pad_token="[PAD]")
+    batch = tok(TEXTS, padding=True, truncation=True, max_length=MAX_SEQ, return_tensors="pt")
+    with torch.no_grad():
+        h = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    mask = batch["attention_mask"][..., None].float()
+    ref = torch.nn.functional.normalize((h * mask).sum(1) / mask.sum(1), dim=1).numpy()
+    assert_matches(encoder.encode(TEXTS), ref)
+    # a different draw for another key, the same for the same; the pretrained encoder untouched
+    again = pretrained.with_random_linears(jax.random.PRNGKey(3)).encode(TEXTS)
+    np.testing.assert_array_equal(again, encoder.encode(TEXTS))
+    assert np.abs(pretrained.with_random_linears(jax.random.PRNGKey(4)).encode(TEXTS) - again).max() > 1e-2
+    assert_matches(pretrained.encode(TEXTS), reference(tiny_dir, TEXTS, MAX_SEQ)[0])
+
+
+def _flat(tree, prefix=()):
+    """{path tuple: leaf} of a nested dict."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, prefix + (k,)))
+        else:
+            out[prefix + (k,)] = v
+    return out
+
+
+def test_policy_table_pretrained_or_random_linears(tiny_dir):
+    """The policy's instruction table: the encoder's embeddings, or (quirk Q9) those of its
+    random-linears copy drawn from the run's seed, unit rows either way; a stand-in encoder
+    without linear layers is refused in one line."""
+    from twosome_jax.instructions import policy_table
+
+    encoder = SentenceEncoder.load(tiny_dir)
+    texts = ["collect wood, drink water, eat cow.", "place table, make wood pickaxe, sleep."]
+    assert_matches(policy_table(texts, "pretrained", 1, encoder), reference(tiny_dir, texts, MAX_SEQ)[0])
+    one, again, two = (policy_table(texts, "random_linears", s, encoder) for s in (1, 1, 2))
+    np.testing.assert_allclose(np.linalg.norm(one, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(one, again)
+    assert np.abs(one - two).max() > 1e-2 and np.abs(one - encoder.encode(texts)).max() > 1e-2
+
+    class Words:
+        def encode(self, texts):
+            return np.ones((len(texts), 4), np.float32) / 2
+
+    with pytest.raises(ValueError, match="^policy_encoder random_linears needs a SentenceEncoder, got a Words$"):
+        policy_table(texts, "random_linears", 1, Words())

@@ -10,6 +10,9 @@ model of the same run. ``--gif`` writes one greedy episode; ``--trace`` lists it
 with the policy's probabilities (where a failing greedy policy loops, and how close the
 runner-up is).
 
+A run of RLAdapter's loop (``trainer: rladapter``) goes to ``twosome_jax.rladapter_eval``
+instead: its policy under the language models' greedy guidance.
+
 In a deterministic environment all greedy episodes of a policy are the same episode: the greedy
 figures are exact for any episode count, and one episode is run.
 """
@@ -98,6 +101,11 @@ def write_episode_gif(setup, actor, path: str, episode: list[dict] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
+    from twosome_jax import rladapter_eval
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if rladapter_eval.handles(argv):  # a run whose config.yaml says ``trainer: rladapter``
+        return rladapter_eval.main(argv)
     parser = argparse.ArgumentParser(prog="python -m twosome_jax.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument("--episodes", type=int, default=100, help="sampled episodes (default 100)")

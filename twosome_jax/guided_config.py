@@ -30,6 +30,7 @@ from twosome_jax.config import ConfigError, _coerce, _override_items, save_confi
 TRAINER = "guided_ppo"
 INSTRUCTIONS = ("none", "random_subgoals")
 ACTIVATIONS = ("relu", "tanh")
+POLICY_ENCODERS = ("pretrained", "random_linears")
 
 
 def _f(default, help: str):
@@ -59,6 +60,10 @@ class GuidedConfig:
                                   "sub-goals, re-drawn every instruction_interval steps per env")
     instruction_interval: int = _f(100, "env steps between two instructions of an env (RLAdapter's query interval)")
     subgoals_per_instruction: int = _f(3, "sub-goals in one instruction (the release asks for 3)")
+    policy_encoder: str = _f("pretrained", "the encoder of the policy's instruction embeddings: pretrained "
+                                           "(all-MiniLM-L6-v2) | random_linears (its linear layers re-drawn "
+                                           "orthogonal, gain sqrt 2, zero bias, from the seed: what the release's "
+                                           "policy init makes of its copy, RLAdapter quirk Q9)")
     seed: int = _f(1, "random seed")
     num_seeds: int = _f(1, "independent runs trained at once (vmap over the agents; their envs step as one vector)")
     total_timesteps: int = _f(1_000_000, "env steps per seed; iterations = this // (num_envs * num_steps)")
@@ -134,7 +139,8 @@ def _validate(c: GuidedConfig) -> None:
         raise ConfigError(f"task {c.task!r} does not accept agent {c.agent!r}; agents that accept it: "
                           f"{', '.join(family.agents) or 'those of python -m twosome_jax.train'}"
                           + (f"; tasks that accept {c.agent!r}: {', '.join(accepting)}" if accepting else ""))
-    for name, choices in (("instruction", c.INSTRUCTIONS), ("activation", ACTIVATIONS)):
+    for name, choices in (("instruction", c.INSTRUCTIONS), ("activation", ACTIVATIONS),
+                          ("policy_encoder", POLICY_ENCODERS)):
         if getattr(c, name) not in choices:
             bad(name, ", ".join(choices))
     names = [o.split("=", 1)[0].strip() for o in c.env_options]

@@ -70,14 +70,14 @@ def instruction_table(cfg, env):
     import numpy as np
 
     from twosome_jax.guided_config import ConfigError
-    from twosome_jax.instructions import embedding_table, subgoal_sentences
+    from twosome_jax.instructions import policy_table, subgoal_sentences
 
     if cfg.instruction == "none":
         return np.zeros((1, 0), np.float32)
     if cfg.subgoals_per_instruction > len(env.subgoals):
         raise ConfigError(f"subgoals_per_instruction={cfg.subgoals_per_instruction} is invalid; accepted: "
                           f"1..{len(env.subgoals)} (task {cfg.task!r} has {len(env.subgoals)} sub-goals)")
-    return embedding_table(subgoal_sentences(env.subgoals, cfg.subgoals_per_instruction))
+    return policy_table(subgoal_sentences(env.subgoals, cfg.subgoals_per_instruction), cfg.policy_encoder, cfg.seed)
 
 
 def _check_finite(metrics: dict, iteration: int, last_checkpoint) -> None:

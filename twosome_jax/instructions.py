@@ -58,3 +58,24 @@ def embedding_table(texts: Sequence[str], encoder=None) -> np.ndarray:
 
     write_atomic(path, save)
     return table
+
+
+def policy_table(texts: Sequence[str], policy_encoder: str, seed: int, encoder=None) -> np.ndarray:
+    """The table the policy reads: ``embedding_table(texts, encoder)`` with ``policy_encoder:
+    pretrained``; with ``random_linears`` the embeddings of the encoder (default
+    all-MiniLM-L6-v2) with its linear layers re-drawn from ``seed``
+    (``SentenceEncoder.with_random_linears``, RLAdapter quirk Q9), uncached. One table serves
+    every seed of a run, so its seeds share one random encoder, where the release draws one per
+    seed."""
+    if policy_encoder == "pretrained":
+        return embedding_table(texts, encoder)
+    if policy_encoder != "random_linears":
+        raise ValueError(f"policy_encoder {policy_encoder!r} is invalid; accepted: pretrained, random_linears")
+    import jax
+
+    from twosome_jax.sentence_encoder import SentenceEncoder
+
+    base = SentenceEncoder.load() if encoder is None else encoder
+    if not hasattr(base, "with_random_linears"):
+        raise ValueError(f"policy_encoder random_linears needs a SentenceEncoder, got a {type(base).__name__}")
+    return embedding_table(texts, base.with_random_linears(jax.random.PRNGKey(seed)))

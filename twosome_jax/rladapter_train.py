@@ -94,6 +94,37 @@ def language_models(cfg):
     return model, tokenizer, adapter, decision
 
 
+def build(cfg, encoder=None):
+    """``(env, sentences, encoder, table, trainer)`` of a run: the environment, the instruction
+    table's sentences (3 of its sub-goals each), the comprehension score's sentence encoder
+    (default all-MiniLM-L6-v2), the policy's embeddings of the sentences (``policy_encoder``),
+    and one trainer for the whole run (its budget, for the episodes
+    counted and any annealing, spans every stage)."""
+    import jax.numpy as jnp
+
+    import envs_jax
+    from envs_jax.interface import GuidedEnvironment
+    from twosome_jax import run as runlib
+    from twosome_jax.guided_trainer import GuidedTrainer
+    from twosome_jax.instructions import policy_table, subgoal_sentences
+
+    env, env_params = envs_jax.make(cfg.task, **cfg.env_kwargs)
+    if not isinstance(env, GuidedEnvironment) or not getattr(env, "subgoals", None):
+        raise runlib.RunError(f"task {cfg.task!r} has no sub-goals for the decision model to choose from")
+    sentences = subgoal_sentences(env.subgoals, cfg.subgoals_per_instruction)
+    if encoder is None:  # the comprehension score's; the policy's table is cached with it
+        from twosome_jax.sentence_encoder import SentenceEncoder
+
+        encoder = SentenceEncoder.load()
+        table = policy_table(sentences, cfg.policy_encoder, cfg.seed,
+                             None if cfg.policy_encoder == "pretrained" else encoder)
+    else:
+        table = policy_table(sentences, cfg.policy_encoder, cfg.seed, encoder)
+    trainer = GuidedTrainer.from_config(cfg.replace(total_timesteps=cfg.stages * cfg.total_timesteps), env,
+                                        env_params, table.shape[1])
+    return env, sentences, encoder, jnp.asarray(table), trainer
+
+
 def sft_pairs(cfg, run_dir: Path, stage: int) -> list[tuple[str, str]]:
     """The (prompt, response) pairs stage ``stage``'s SFT trains on, in dataset order: the stage's
     (``sft_data: stage``) or every stage's so far (``accumulated``), then at most
@@ -139,6 +170,31 @@ def stage_summary(cfg, stage: int, records: list[dict], sft, subgoals: tuple[str
     return out
 
 
+def _checkpoint_tree(state, history, queried, closed, stage: int, adapter) -> dict:
+    """What a checkpoint holds: the PPO state, each env's actions since the last round, whether a
+    round ran, whether the ended stage is closed, the stage count and the adapter's LoRA."""
+    import numpy as np
+    from flax import nnx
+
+    tree = {"ppo": state, "history": np.asarray(history, np.int32), "queried": np.bool_(queried),
+            "closed": np.bool_(closed), "stage": np.int32(stage)}
+    if adapter is not None:
+        tree["lora"] = nnx.to_pure_dict(adapter.lora)
+    return tree
+
+
+def checkpoint_abstract(trainer, cfg, adapter) -> dict:
+    """The structure a run's checkpoints restore into (``run.restore_checkpoint``)."""
+    import jax
+    import numpy as np
+
+    from twosome_jax.guided_trainer import init
+
+    state = jax.eval_shape(lambda k: init(trainer, k), jax.random.PRNGKey(cfg.seed))
+    history = np.zeros((cfg.num_seeds, cfg.num_envs, cfg.instruction_interval))
+    return _checkpoint_tree(state, history, False, False, 0, adapter)
+
+
 def _summary_lines(s: dict) -> list[str]:
     top = sorted(s["subgoal_histogram"].items(), key=lambda kv: -kv[1])[:5]
     sft = s["sft"]
@@ -178,14 +234,11 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, enc
     import numpy as np
     from flax import nnx
 
-    import envs_jax
-    from envs_jax.interface import GuidedEnvironment
     from twosome_jax import run as runlib
     from twosome_jax.atomic import write_atomic
     from twosome_jax.guided_config import save_guided_config
     from twosome_jax.guided_train import EPISODES_FILE, EpisodeLog, _check_finite, _episode_lines, summarize
     from twosome_jax.guided_trainer import GuidedTrainer, collect, init, update
-    from twosome_jax.instructions import embedding_table, subgoal_sentences
     from twosome_jax.metrics import RunLogger, read_metrics
     from twosome_jax.model import split_model
     from twosome_jax.plotting import plot_learning_curve
@@ -193,22 +246,9 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, enc
     from twosome_jax.sft import run_sft
     from twosome_jax.train import HF_NAMES
 
-    env, env_params = envs_jax.make(cfg.task, **cfg.env_kwargs)
-    if not isinstance(env, GuidedEnvironment) or not getattr(env, "subgoals", None):
-        raise runlib.RunError(f"task {cfg.task!r} has no sub-goals for the decision model to choose from")
-    sentences = subgoal_sentences(env.subgoals, cfg.subgoals_per_instruction)
-    if encoder is None:
-        from twosome_jax.sentence_encoder import SentenceEncoder
-
-        table = embedding_table(sentences)  # cached
-        encoder = SentenceEncoder.load()
-    else:
-        table = embedding_table(sentences, encoder)
+    env, sentences, encoder, table, trainer = build(cfg, encoder)
     score_keys = tuple(env.episode_metrics(np.zeros((0, len(env.achievements))), np.zeros(0)))
     stage_steps, total = cfg.total_timesteps, cfg.stages * cfg.total_timesteps
-    # one trainer for the whole run: its budget (episodes counted, annealing) spans every stage
-    trainer = GuidedTrainer.from_config(cfg.replace(total_timesteps=total), env, env_params, table.shape[1])
-    table = jnp.asarray(table)
     model, tokenizer, adapter, decision = language_models(cfg)
     rounds = QueryRound(encoder, adapter, decision, sentences, history_keep=cfg.history_keep)
     key = jax.random.PRNGKey(cfg.seed)
@@ -217,11 +257,7 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, enc
     reinit = jax.jit(GuidedTrainer.init_agents, static_argnums=0)
 
     def checkpoint_tree(state, history, queried, closed, stage):
-        tree = {"ppo": state, "history": np.asarray(history, np.int32), "queried": np.bool_(queried),
-                "closed": np.bool_(closed), "stage": np.int32(stage)}
-        if adapter is not None:
-            tree["lora"] = nnx.to_pure_dict(adapter.lora)
-        return tree
+        return _checkpoint_tree(state, history, queried, closed, stage, adapter)
 
     def install_lora(lora) -> None:
         nnx.update(model, lora)
@@ -231,7 +267,7 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, enc
     manager = runlib.checkpoint_manager(run_dir, keep=cfg.keep_checkpoints)
     notes = []
     if resume and manager.all_steps():
-        abstract = checkpoint_tree(jax.eval_shape(lambda k: init(trainer, k), key), np.zeros((K, N, H)), False, False, 0)
+        abstract = checkpoint_abstract(trainer, cfg, adapter)
         step, ck = runlib.restore_checkpoint(manager, abstract, warn=notes.append, set_aside=True)
         state, history = ck["ppo"], np.asarray(ck["history"])
         queried, closed = bool(ck["queried"]), bool(ck["closed"])

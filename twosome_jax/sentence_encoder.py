@@ -120,6 +120,26 @@ class SentenceEncoder:
             raise ModelLoadError(f"{directory / 'tokenizer.json'}: cannot load tokenizer ({first})") from None
         return cls(model, tokenizer, max_len, batch_size)
 
+    def with_random_linears(self, key) -> "SentenceEncoder":
+        """A copy whose every linear layer (query, key, value, attention output, intermediate,
+        output; each layer's matrix drawn on its own) is orthogonal with gain sqrt 2 and zero
+        bias, the embeddings and LayerNorms kept. This is what AdaRefiner's policy holds
+        (RLAdapter quirk Q9): its MiniLM is a sub-module of the stable-baselines3 feature
+        extractor, whose orthogonal init (``features_extractor.apply(init_weights)``) reaches
+        every ``nn.Linear`` inside the BERT, and encoding without gradients keeps it so."""
+        from twosome_jax.model.bert import Dense
+
+        model = nnx.clone(nnx.merge(self.graphdef, self.state))  # merge shares this encoder's variables
+        orthogonal = jax.nn.initializers.orthogonal(scale=np.sqrt(2.0))
+        for i, (_, module) in enumerate(nnx.iter_modules(model)):
+            if isinstance(module, Dense):
+                shape = module.kernel[...].shape
+                keys = jax.random.split(jax.random.fold_in(key, i), int(np.prod(shape[:-2])))
+                mats = jax.vmap(lambda k: orthogonal(k, shape[-2:], jnp.float32))(keys)
+                module.kernel[...] = mats.reshape(shape)
+                module.bias[...] = jnp.zeros_like(module.bias[...])
+        return SentenceEncoder(model, self.tokenizer, self.max_seq_length, self.batch_size)
+
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-norm embeddings, float32 [len(texts), dim], row i for texts[i]."""
         if isinstance(texts, str):
