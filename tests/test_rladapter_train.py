@@ -98,6 +98,7 @@ def test_command_line_flags_and_dispatch(capsys):
     ({"subgoals_per_instruction": 2}, "subgoals_per_instruction=2 is invalid; accepted: 3"),
     ({"sft_lora_rank": 0}, "SFT setting lora_rank=0 must be a positive integer (set by the sft_* config keys)"),
     ({"stages": 0}, "stages=0 is invalid; accepted: an integer > 0"),
+    ({"sft_min_next_score": 1.5}, "sft_min_next_score=1.5 is invalid; accepted: a number in [0, 1], or none"),
     ({"num_envs": 1, "num_steps": 100, "num_minibatches": 2, "total_timesteps": 100},
      "a stage gives 1 SFT pair(s)"),
 ])
@@ -122,6 +123,25 @@ def test_sft_pairs_per_stage_or_accumulated(tmp_path):
     assert len(subset) == 5 and subset == [p for p in every if p in subset]  # a subset, in dataset order
     assert subset == sft_pairs(cfg.replace(sft_data="accumulated", sft_max_pairs=5), tmp_path, 2)
     assert subset != sft_pairs(cfg.replace(sft_data="accumulated", sft_max_pairs=5, seed=2), tmp_path, 2)
+
+
+def test_sft_pairs_filtered_by_the_next_comprehension_score(tmp_path):
+    """sft_min_next_score keeps a pair when its env's next round scored at least that: by hand,
+    2 envs of one seed, rounds every 10 steps, the data written seed-major as a round writes it."""
+    from twosome_jax.rladapter_train import sft_pairs
+
+    scores = {0: [0.9, 0.2, 0.7, 0.6], 1: [0.1, 0.8, 0.5, 0.95]}  # env -> its rounds' scores, by step
+    lines = [{"prompt": f"p{e}.{t}", "response": f"r{e}.{t}", "env_step": 10 * t, "seed": 0, "env": e,
+              "comprehension_score": scores[e][t]} for t in range(4) for e in (0, 1)]
+    (tmp_path / "stage_1").mkdir()
+    (tmp_path / "stage_1" / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    cfg = RLAdapterConfig(sft_min_next_score=0.6)
+    # env 0: next scores 0.2, 0.7, 0.6 -> rounds 1 and 2; env 1: 0.8, 0.5, 0.95 -> rounds 0 and 2;
+    # the last round of each env has no next one; dataset order kept
+    assert sft_pairs(cfg, tmp_path, 1) == [("p1.0", "r1.0"), ("p0.1", "r0.1"), ("p0.2", "r0.2"), ("p1.2", "r1.2")]
+    assert sft_pairs(cfg.replace(sft_min_next_score=0.0), tmp_path, 1) == [
+        (r["prompt"], r["response"]) for r in lines if r["env_step"] < 30]
+    assert sft_pairs(cfg.replace(sft_min_next_score=1.0), tmp_path, 1) == []
 
 
 # -- a two-stage run --------------------------------------------------------------------------
@@ -352,7 +372,9 @@ def _same(a, b) -> bool:
 
 def test_policy_reinitialised_between_stages(tmp_path):
     """policy_across_stages: reinit: closing stage 1 replaces the policy and its optimizer by
-    fresh ones (Adam's moments and count at zero), and keeps the environments and instructions."""
+    fresh ones (Adam's moments and count at zero), and keeps the environments and instructions.
+    With sft_min_next_score 1 (no score reaches it) the stage has no SFT: the adapter goes on
+    unchanged and is exported as it is."""
     import jax
 
     from twosome_jax.rladapter_train import train
@@ -366,8 +388,8 @@ def test_policy_reinitialised_between_stages(tmp_path):
 
     run_dir = tmp_path / "run"
     with pytest.raises(Killed):
-        train(CFG.replace(policy_across_stages="reinit"), run_dir, resume=False, progress=False, encoder=ENCODER,
-              on_event=hook)
+        train(CFG.replace(policy_across_stages="reinit", sft_min_next_score=1.0), run_dir, resume=False,
+              progress=False, encoder=ENCODER, on_event=hook)
     (_, before), (_, after) = _checkpoint(run_dir, 4), _checkpoint(run_dir, 5)
     for net in ("actor", "critic"):
         assert all(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(before["ppo"].params[net]),
@@ -378,6 +400,11 @@ def test_policy_reinitialised_between_stages(tmp_path):
     assert any(np.any(x) for x in jax.tree.leaves(before["ppo"].opt_state))
     for field in ("env_state", "obs", "instruction", "env_steps", "episodes", "iteration"):
         assert _same(getattr(before["ppo"], field), getattr(after["ppo"], field)), field
+    summary = json.loads((run_dir / "stage_1" / "summary.json").read_text())
+    assert summary["sft"] is None and summary["sft_skipped"] == "0 pair(s) with a next comprehension score >= 1.0"
+    assert _same(before["lora"], after["lora"])
+    exported = _lora(run_dir, 1)
+    assert exported and all(not v.any() for k, v in exported.items() if "lora_B" in k)  # LoRA B starts at zero
 
 
 def test_decision_model_only_arm(tmp_path):

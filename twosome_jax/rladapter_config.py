@@ -17,6 +17,10 @@ The release's open questions are keys (AdaRefiner: github.com/PKU-RL/AdaRefiner 
   stage's feedback; ``accumulated`` on all stages' pairs so far, as the release's code does (its
   ``data.jsonl`` is opened in append mode and never cleared).
 
+An extension the spec of the reproduction names (the release trains on every pair, with no
+selection by score): ``sft_min_next_score`` keeps only the pairs whose analysis the agent then
+followed, by the comprehension score of the env's next round.
+
 The ablation arms are keys of the same command: ``adapter: none`` (the decision model alone, the
 analysis left empty) and ``adapter_sft: false`` (the adapter frozen).
 
@@ -66,6 +70,9 @@ class RLAdapterConfig(GuidedConfig):
     sft_data: str = _f("stage", "stage: SFT on the stage's own pairs | accumulated: on every stage's pairs so far")
     sft_max_pairs: int | None = _f(None, "SFT on at most this many pairs (a seeded subset in dataset order; "
                                          "none: all)")
+    sft_min_next_score: float | None = _f(None, "SFT only on the analyses that were followed: pairs whose env's "
+                                                "next comprehension score (of the actions taken under the sub-goals "
+                                                "the analysis led to) is at least this; none: every pair (the release)")
     sft_lora_rank: int = _f(64, "LoRA rank r of the adapter")
     sft_lora_alpha: float = _f(16.0, "LoRA alpha of the adapter (scale alpha / r)")
     sft_learning_rate: float = _f(2e-4, "SFT AdamW learning rate (constant)")
@@ -145,6 +152,8 @@ def _validate(c: RLAdapterConfig) -> None:
                           "(the rate anneals over the whole run, so a re-made policy would start low)")
     if c.sft_max_pairs is not None and c.sft_max_pairs < 2:
         bad("sft_max_pairs", "an integer >= 2, or none")
+    if c.sft_min_next_score is not None and not 0.0 <= c.sft_min_next_score <= 1.0:
+        bad("sft_min_next_score", "a number in [0, 1], or none")
     try:
         settings = c.sft_settings()
     except SFTError as e:

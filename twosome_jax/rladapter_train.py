@@ -127,14 +127,24 @@ def build(cfg, encoder=None):
 
 def sft_pairs(cfg, run_dir: Path, stage: int) -> list[tuple[str, str]]:
     """The (prompt, response) pairs stage ``stage``'s SFT trains on, in dataset order: the stage's
-    (``sft_data: stage``) or every stage's so far (``accumulated``), then at most
-    ``sft_max_pairs`` of them, a subset drawn with the seed and the stage, order kept."""
+    (``sft_data: stage``) or every stage's so far (``accumulated``); with ``sft_min_next_score``
+    those whose env's next round (in the data read) scored at least that, so an env's last round
+    in them is left out; then at most ``sft_max_pairs`` of them, a subset drawn with the seed and
+    the stage, order kept."""
     import numpy as np
 
     from twosome_jax.metrics import read_metrics
 
     stages = [stage] if cfg.sft_data == "stage" else range(1, stage + 1)
-    pairs = [(r["prompt"], r["response"]) for s in stages for r in read_metrics(stage_dir(run_dir, s) / DATA_FILE)]
+    records = [r for s in stages for r in read_metrics(stage_dir(run_dir, s) / DATA_FILE)]
+    if cfg.sft_min_next_score is not None:
+        rounds = {}  # (seed, env) -> its records' indices, in order of env step
+        for i in sorted(range(len(records)), key=lambda i: records[i]["env_step"]):
+            rounds.setdefault((records[i]["seed"], records[i]["env"]), []).append(i)
+        kept = {i for env in rounds.values() for i, j in zip(env, env[1:])
+                if records[j]["comprehension_score"] >= cfg.sft_min_next_score}
+        records = [r for i, r in enumerate(records) if i in kept]
+    pairs = [(r["prompt"], r["response"]) for r in records]
     if cfg.sft_max_pairs is not None and len(pairs) > cfg.sft_max_pairs:
         keep = np.sort(np.random.default_rng([cfg.seed, stage]).choice(len(pairs), cfg.sft_max_pairs, replace=False))
         pairs = [pairs[i] for i in keep]
@@ -243,7 +253,8 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, enc
     from twosome_jax.model import split_model
     from twosome_jax.plotting import plot_learning_curve
     from twosome_jax.rladapter_round import QueryRound
-    from twosome_jax.sft import run_sft
+    from twosome_jax.export import export_peft_adapter
+    from twosome_jax.sft import run_sft, split_pairs
     from twosome_jax.train import HF_NAMES
 
     env, sentences, encoder, table, trainer = build(cfg, encoder)
@@ -299,16 +310,25 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, enc
         nonlocal state
         t0 = time.perf_counter()
         where = stage_dir(run_dir, stage)
-        sft, sft_seconds = None, 0.0
+        sft, sft_seconds, skipped = None, 0.0, None
         if cfg.adapter_sft:
             # the seed is sft.py's fixed 42 (the release's), so every stage's step is one compilation
             settings = cfg.sft_settings(max_length=min(cfg.sft_settings().max_length,
                                                        model.config.max_position_embeddings))
-            sft = run_sft(model, tokenizer, sft_pairs(cfg, run_dir, stage), settings, adapter_dir=where / ADAPTER_DIR,
-                          base_model_name_or_path=HF_NAMES.get(cfg.adapter_model, cfg.adapter_model))
-            install_lora(sft.lora)
+            pairs, base_name = sft_pairs(cfg, run_dir, stage), HF_NAMES.get(cfg.adapter_model, cfg.adapter_model)
+            if split_pairs(pairs, settings.eval_fraction)[0]:
+                sft = run_sft(model, tokenizer, pairs, settings, adapter_dir=where / ADAPTER_DIR,
+                              base_model_name_or_path=base_name)
+                install_lora(sft.lora)
+            else:  # sft_min_next_score left no pair to train on: the adapter goes on unchanged
+                skipped = f"{len(pairs)} pair(s) with a next comprehension score >= {cfg.sft_min_next_score}"
+                export_peft_adapter(adapter.lora, model.config, model.lora_config, where / ADAPTER_DIR, base_name,
+                                    lora_dropout=settings.lora_dropout)
             sft_seconds = time.perf_counter() - t0
         summary = stage_summary(cfg, stage, read_metrics(where / DATA_FILE), sft, env.subgoals)
+        if skipped:
+            summary["sft_skipped"] = skipped
+            logger.write(f"stage {stage}: no SFT, {skipped}")
         summary["seconds"] = {"closing": time.perf_counter() - t0, "sft": sft_seconds}
         write_atomic(where / SUMMARY_FILE, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n"))
         lines = _summary_lines(summary)
