@@ -21,33 +21,29 @@ def tb_events(run_dir):
     return events
 
 
-def tb_scalars(run_dir):
-    """{tag: [(step, value), ...]}."""
+def _tb_values(run_dir, keep, value):
+    """{tag: [(step, value(v)), ...]} of the summary values ``keep(v)`` selects."""
     out = {}
     for ev in tb_events(run_dir):
         for v in ev.summary.value:
-            if v.HasField("simple_value"):
-                out.setdefault(v.tag, []).append((ev.step, v.simple_value))
+            if keep(v):
+                out.setdefault(v.tag, []).append((ev.step, value(v)))
     return out
+
+
+def tb_scalars(run_dir):
+    """{tag: [(step, value), ...]}."""
+    return _tb_values(run_dir, lambda v: v.HasField("simple_value"), lambda v: v.simple_value)
 
 
 def tb_texts(run_dir):
     """{tag: [(step, text), ...]} of the text summaries (the tag ``add_text`` was given, without
     the ``/text_summary`` that tensorboardX appends)."""
-    out = {}
-    for ev in tb_events(run_dir):
-        for v in ev.summary.value:
-            if v.metadata.plugin_data.plugin_name == "text":
-                tag = v.tag.removesuffix("/text_summary")
-                out.setdefault(tag, []).append((ev.step, v.tensor.string_val[0].decode()))
-    return out
+    texts = _tb_values(run_dir, lambda v: v.metadata.plugin_data.plugin_name == "text",
+                       lambda v: v.tensor.string_val[0].decode())
+    return {tag.removesuffix("/text_summary"): values for tag, values in texts.items()}
 
 
 def tb_histograms(run_dir):
     """{tag: [(step, HistogramProto), ...]}."""
-    out = {}
-    for ev in tb_events(run_dir):
-        for v in ev.summary.value:
-            if v.HasField("histo"):
-                out.setdefault(v.tag, []).append((ev.step, v.histo))
-    return out
+    return _tb_values(run_dir, lambda v: v.HasField("histo"), lambda v: v.histo)

@@ -33,16 +33,13 @@ def evaluate_rladapter(run_dir, *, episodes: int | None = None, seed: int = 0, e
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from flax import nnx
-
     from envs_jax.crafter import score
     from twosome_jax import run as runlib
     from twosome_jax.guided_config import load_guided_config
     from twosome_jax.guided_trainer import collect, init
-    from twosome_jax.model import split_model
     from twosome_jax.rladapter_config import RLAdapterConfig
     from twosome_jax.rladapter_round import QueryRound
-    from twosome_jax.rladapter_train import build, checkpoint_abstract, language_models
+    from twosome_jax.rladapter_train import build, checkpoint_abstract, language_models, restore_lora
 
     run_dir = Path(run_dir)
     if not (run_dir / runlib.CONFIG_FILE).is_file():
@@ -57,10 +54,7 @@ def evaluate_rladapter(run_dir, *, episodes: int | None = None, seed: int = 0, e
     manager = runlib.checkpoint_manager(run_dir, keep=cfg.keep_checkpoints, create=False)
     step, ck = runlib.restore_checkpoint(manager, checkpoint_abstract(trainer, cfg, adapter))
     if adapter is not None:
-        lora = split_model(model)[2]
-        nnx.replace_by_pure_dict(lora, ck["lora"])
-        nnx.update(model, lora)
-        adapter.update_adapters(lora)
+        restore_lora(model, adapter, ck["lora"])
     rounds = QueryRound(encoder, adapter, decision, sentences, history_keep=cfg.history_keep, greedy=True)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), _EVAL_KEYS)
     state = init(trainer, key)

@@ -193,6 +193,18 @@ def _checkpoint_tree(state, history, queried, closed, stage: int, adapter) -> di
     return tree
 
 
+def restore_lora(model, adapter, pure: dict) -> None:
+    """Put a checkpoint's LoRA (``nnx.to_pure_dict`` of the adapter's) into the model and the adapter LM."""
+    from flax import nnx
+
+    from twosome_jax.model import split_model
+
+    lora = split_model(model)[2]
+    nnx.replace_by_pure_dict(lora, pure)
+    nnx.update(model, lora)
+    adapter.update_adapters(lora)
+
+
 def checkpoint_abstract(trainer, cfg, adapter) -> dict:
     """The structure a run's checkpoints restore into (``run.restore_checkpoint``)."""
     import jax
@@ -250,7 +262,6 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, enc
     from twosome_jax.guided_train import EPISODES_FILE, EpisodeLog, _check_finite, _episode_lines, summarize
     from twosome_jax.guided_trainer import GuidedTrainer, collect, init, update
     from twosome_jax.metrics import RunLogger, read_metrics
-    from twosome_jax.model import split_model
     from twosome_jax.plotting import plot_learning_curve
     from twosome_jax.rladapter_round import QueryRound
     from twosome_jax.export import export_peft_adapter
@@ -286,9 +297,7 @@ def train(cfg, run_dir: Path, *, resume: bool, progress: bool | None = None, enc
             raise runlib.RunError(f"checkpoint {step} is inconsistent: stage {int(ck['stage'])}, iteration "
                                   f"{int(state.iteration)}, {int(state.env_steps)} env steps per seed")
         if adapter is not None:
-            lora = split_model(model)[2]
-            nnx.replace_by_pure_dict(lora, ck["lora"])
-            install_lora(lora)
+            restore_lora(model, adapter, ck["lora"])
     else:
         if not resume:
             save_guided_config(cfg, run_dir / runlib.CONFIG_FILE)
