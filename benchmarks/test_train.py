@@ -2,7 +2,8 @@
 
 ``test_train[{tiny,smollm2}-{variant}]`` (tomato salad, 4 envs x 32 steps) for the variants of ``train_setup.py``;
 ``test_train[tiny-...]`` is the same loop with the tiny random model (the non-LLM overhead).
-``test_train_tasks[TASK]``: the default trainer with SmolLM2 on tomato salad and both VirtualHome tasks.
+``test_train_tasks[TASK-{default,no-memo}]``: the default trainer with SmolLM2 on both Overcooked salads
+and both VirtualHome tasks, and the same with the rollout memo off.
 ``extra_info["env_steps_per_s"]`` uses the best round; the first (warm-up) call compiles.
 """
 
@@ -33,16 +34,18 @@ def test_train(benchmark, model, name):
     _measure(benchmark, model, *variant(cfg, setup, reach, S, name))
 
 
-@pytest.mark.parametrize("task", ["tomato_salad", "food_preparation", "entertainment"])
-def test_train_tasks(benchmark, task):
-    """One SmolLM2 iteration of the default trainer per task family, side by side: VirtualHome
-    (20 and 213 distinct observations) gets the critic-feature cache and the rollout table too,
-    with its own reference settings (configs/TASK.yaml)."""
+@pytest.mark.parametrize("name", ["default", "no-memo"])
+@pytest.mark.parametrize("task", ["tomato_salad", "lettuce_tomato_salad", "food_preparation", "entertainment"])
+def test_train_tasks(benchmark, task, name):
+    """One SmolLM2 iteration of the default trainer per task, side by side with the rollout
+    memo off (``no-memo``; the same for tomato salad and food preparation, which have a rollout
+    table): VirtualHome (20 and 213 distinct observations) gets the critic-feature cache, the
+    rollout table or memo too, with its own reference settings (configs/TASK.yaml)."""
     from twosome_jax.config import load_config
 
     cfg = load_config(REPO / "configs" / f"{task}.yaml")
     setup = make_setup(MODELS["smollm2"], task=task, gamma=cfg.gamma)
-    _measure(benchmark, "smollm2", *variant(*setup, "default"))
+    _measure(benchmark, "smollm2", *variant(*setup, name))
 
 
 def _measure(benchmark, model, trainer, frozen):
@@ -63,4 +66,5 @@ def _measure(benchmark, model, trainer, frozen):
         env_steps=steps, env_steps_per_s=round(steps / best, 3), seconds_per_env_step=round(best / steps, 3),
         action_tokens_max=getattr(trainer.agent, "action_tokens_max", None),
         policy_table_size=int(trainer.policy_table_size(frozen)),
+        policy_memo_sizes=list(trainer.policy_memo_sizes(frozen)),
         policy_steps=float(metrics["policy_steps"]), early_stopped=bool(metrics["early_stopped"]))

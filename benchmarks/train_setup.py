@@ -8,6 +8,9 @@ Variants of one SmolLM2 tomato-salad iteration at the reference batch (4 envs x 
   the 32 steps (``Trainer.policy_table_size``).
 * ``no-dedupe``: ``default`` with each policy-update group (8 minibatches of 4) scored at its
   full 32 rows instead of once per distinct observation (``Trainer.distinct_sizes``).
+* ``no-memo``: ``default`` with the rollout scoring 4 observations at each step where no table
+  applies, instead of only the observations it has not met yet (``Trainer.policy_memo_sizes``;
+  tomato salad has a table, so there it equals ``default``).
 * ``no-table``: ``default`` with the rollout scoring 4 observations at each step.
 * ``padded``: ``no-table`` with ``action_tokens_max=None``: under jit the action region is the
   padded A*L = 40 slots (the command before e2413a5).
@@ -26,7 +29,7 @@ import numpy as np
 
 from twosome_jax.trainer import Trainer
 
-VARIANTS = ("default", "no-dedupe", "no-table", "padded", "padded-nocache")
+VARIANTS = ("default", "no-dedupe", "no-memo", "no-table", "padded", "padded-nocache")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -35,6 +38,17 @@ class NoTableTrainer(Trainer):
 
     def policy_table_size(self, frozen) -> int:
         return 0
+
+    def policy_memo_sizes(self, frozen) -> tuple[int, ...]:
+        return ()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class NoMemoTrainer(Trainer):
+    """Where no table applies, the rollout scores every observation at every step."""
+
+    def policy_memo_sizes(self, frozen) -> tuple[int, ...]:
+        return ()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,5 +82,5 @@ def variant(cfg, setup, reach, S, name: str):
         agent = dataclasses.replace(agent, action_tokens_max=S)
     if name == "padded-nocache":
         frozen = {"base": frozen["base"]}
-    cls = {"default": Trainer, "no-dedupe": NoDedupeTrainer}.get(name, NoTableTrainer)
+    cls = {"default": Trainer, "no-dedupe": NoDedupeTrainer, "no-memo": NoMemoTrainer}.get(name, NoTableTrainer)
     return cls.from_config(cfg, agent, setup.env, setup.env_params), frozen

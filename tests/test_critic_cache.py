@@ -59,6 +59,40 @@ def test_rollout_policy_table_equals_step_by_step_scoring():
     np.testing.assert_allclose(np.asarray(traj.logp).reshape(-1), np.asarray(logp), atol=1e-5)
 
 
+def test_rollout_memo_scores_each_new_observation_once_with_the_logits_of_scoring_each_step():
+    """Where the reachable set is larger than a rollout's visits (lettuce-tomato salad: 806),
+    the rollout scores only observations it has not met; its log-probabilities equal scoring
+    every visited observation directly, and it samples the same actions as scoring each step."""
+    import dataclasses
+
+    from twosome_jax.config import TrainConfig
+    from twosome_jax.run import build
+    from twosome_jax.trainer import Trainer
+
+    @dataclasses.dataclass(frozen=True, eq=False)
+    class StepByStep(Trainer):
+        def policy_memo_sizes(self, frozen):
+            return ()
+
+    cfg = TrainConfig(model="tiny-random", task="lettuce_tomato_salad", num_steps=8)
+    setup = build(cfg)
+    trainer = Trainer.from_config(cfg, setup.agent, setup.env, setup.env_params)
+    assert trainer.policy_table_size(setup.frozen) == 0 and trainer.policy_memo_sizes(setup.frozen) == (1, 2, 3, 4)
+    state = trainer.init(jax.random.PRNGKey(0))
+    state = state.replace(actor=jax.tree.map(  # a policy that is not uniform
+        lambda x: x + 0.05 * jax.random.normal(jax.random.PRNGKey(1), x.shape, x.dtype), state.actor))
+    _, traj, _ = jax.jit(trainer.rollout)(setup.frozen, state)
+    obs = traj.obs.reshape(-1, traj.obs.shape[-1])
+    assert len({tuple(o) for o in np.asarray(obs).tolist()}) < obs.shape[0]  # the memo had repeats to serve
+    direct = setup.agent.policy_logits(setup.frozen, state.actor, obs)
+    logp = jnp.take_along_axis(jax.nn.log_softmax(direct), traj.action.reshape(-1, 1), axis=-1)[:, 0]
+    np.testing.assert_allclose(np.asarray(traj.logp).reshape(-1), np.asarray(logp), atol=1e-5)
+    plain = StepByStep(**{f.name: getattr(trainer, f.name) for f in dataclasses.fields(trainer)})
+    _, ref, _ = jax.jit(plain.rollout)(setup.frozen, state)
+    np.testing.assert_array_equal(np.asarray(traj.action), np.asarray(ref.action))
+    np.testing.assert_array_equal(np.asarray(traj.obs), np.asarray(ref.obs))
+
+
 def test_evaluation_table_gives_the_episodes_of_step_by_step_scoring():
     """Evaluating from the table of reachable logits plays the same episodes as scoring each step,
     and the table is only built where it is the cheaper way (few reachable observations)."""

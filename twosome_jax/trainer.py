@@ -158,19 +158,75 @@ class Trainer:
             return (bound,)
         return tuple(sorted({-(-bound * j // 4) for j in (1, 2, 3, 4)}))
 
+    def policy_memo_sizes(self, frozen) -> tuple[int, ...]:
+        """Batch sizes at which the rollout scores the observations it has not met yet, or ()
+        when it scores every observation at every step.
+
+        Where the reachable observations are enumerated but more than a rollout visits
+        (lettuce-tomato salad: 806, entertainment: 213, against 128 visits), the rollout keeps a
+        memo of the logits of every reachable observation it has scored so far: the adapters
+        do not change during a rollout, so a repeated observation has the logits it had. Each
+        step scores only the distinct new ones, at the smallest of these sizes that holds
+        them (a ``lax.switch``; none when all are known). Random-policy rollouts of 4 x 32 meet
+        41-56 distinct observations of lettuce-tomato salad and 16-29 of entertainment. Off
+        for vmapped seeds, where a switch runs every branch."""
+        if "cache_obs" not in frozen or self.policy_table_size(frozen) or self.num_seeds > 1:
+            return ()
+        n = self.num_envs
+        return tuple(sorted({-(-n * j // 4) for j in (1, 2, 3, 4)}))
+
+    def _memo_logits(self, frozen, actor, obs, memo, known, sizes):
+        """Logits of ``obs`` [N, obs_dim] from the memo, after scoring the distinct observations
+        it lacks; NaN for an observation outside the enumerated set (as the table's lookup)."""
+        cache_obs = frozen["cache_obs"]
+        reach, n = cache_obs.shape[0], obs.shape[0]
+        match = jnp.all(obs[:, None, :] == cache_obs[None, :, :], axis=-1)  # [N, R]
+        found = jnp.any(match, axis=-1)
+        idx = jnp.where(found, jnp.argmax(match, axis=-1), reach)
+        first = jnp.argmax(idx[:, None] == idx[None, :], axis=1) == jnp.arange(n)  # first env at its index
+        need = found & first & ~known[jnp.minimum(idx, reach - 1)]
+        count = need.sum()
+        order = jnp.argsort(~need, stable=True)  # the envs to score first
+
+        def score(size):
+            def branch(memo_known):
+                memo, known = memo_known
+                rows = order[:size]
+                slots = jnp.where(jnp.arange(size) < count, idx[rows], reach)  # reach: dropped
+                logits = self.agent.policy_logits(frozen, actor, obs[rows])
+                return memo.at[slots].set(logits, mode="drop"), known.at[slots].set(True, mode="drop")
+            return branch
+
+        branches = [lambda memo_known: memo_known] + [score(s) for s in sizes]
+        which = jnp.searchsorted(jnp.asarray((0,) + sizes), count)
+        memo, known = jax.lax.switch(which, branches, (memo, known))
+        logits = jnp.where(found[:, None], memo[jnp.minimum(idx, reach - 1)], jnp.nan)
+        return logits, memo, known
+
     def rollout(self, frozen, state: TrainState):
         agent, env, params = self.agent, self.env, self.env_params
         table = (agent.policy_logits(frozen, state.actor, frozen["cache_obs"])
                  if self.policy_table_size(frozen) else None)
+        sizes = self.policy_memo_sizes(frozen) if table is None else ()
+        if sizes:
+            spec = jax.eval_shape(lambda o: agent.policy_logits(frozen, state.actor, o), state.obs)
+            reach = frozen["cache_obs"].shape[0]
+            memo0 = (jnp.zeros((reach, spec.shape[-1]), spec.dtype), jnp.zeros((reach,), bool))
+        else:
+            memo0 = ()
 
         def step(carry, _):
-            env_state, obs, done, rng = carry
+            env_state, obs, done, rng, memo = carry
             rng, k_act, k_env = jax.random.split(rng, 3)
-            if table is None:
-                logits, critic_input = agent.rollout_outputs(frozen, state.actor, obs)
-            else:
+            if table is not None:
                 logits = lookup_features(frozen["cache_obs"], table, obs)
                 critic_input = agent.critic_input(frozen, state.actor, obs)
+            elif sizes:
+                logits, *memo = self._memo_logits(frozen, state.actor, obs, *memo, sizes)
+                memo = tuple(memo)
+                critic_input = agent.critic_input(frozen, state.actor, obs)
+            else:
+                logits, critic_input = agent.rollout_outputs(frozen, state.actor, obs)
             value = agent.value(state.critic, critic_input)
             action = jax.random.categorical(k_act, logits).astype(jnp.int32)
             logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
@@ -181,10 +237,10 @@ class Trainer:
                                     reward=reward.astype(jnp.float32), done=done,
                                     macro_steps=info["macro_action_steps"], critic_input=critic_input)
             episode = {k: info[k] for k in EPISODE_INFO_KEYS if k != "macro_action_steps"}
-            return (env_state, next_obs, next_done, rng), (transition, episode)
+            return (env_state, next_obs, next_done, rng, memo), (transition, episode)
 
-        carry = (state.env_state, state.obs, state.done, state.rng)
-        (env_state, obs, done, rng), (traj, episodes) = jax.lax.scan(step, carry, None, self.num_steps)
+        carry = (state.env_state, state.obs, state.done, state.rng, memo0)
+        (env_state, obs, done, rng, _), (traj, episodes) = jax.lax.scan(step, carry, None, self.num_steps)
         state = state.replace(env_state=env_state, obs=obs, done=done, rng=rng,
                               env_steps=state.env_steps + self.num_envs * self.num_steps)
         return state, traj, episodes
