@@ -52,6 +52,12 @@ def table_size(frozen, visits: int) -> int:
     return size if size < visits else 0
 
 
+def quarter_sizes(bound: int) -> tuple[int, ...]:
+    """Static batch sizes a quarter, half, three quarters and all of ``bound`` (rounded up): a
+    ``lax.switch`` over them scores a variable count at most a quarter of ``bound`` too many."""
+    return tuple(sorted({-(-bound * j // 4) for j in (1, 2, 3, 4)}))
+
+
 def per_seed(fn, num_seeds: int):
     """``fn(frozen, x)`` over the leading seed axis of ``x`` and of the result.
 
@@ -156,7 +162,7 @@ class Trainer:
         bound = min(frozen["cache_obs"].shape[0], group) if "cache_obs" in frozen else group
         if self.num_seeds > 1:
             return (bound,)
-        return tuple(sorted({-(-bound * j // 4) for j in (1, 2, 3, 4)}))
+        return quarter_sizes(bound)
 
     def policy_memo_sizes(self, frozen) -> tuple[int, ...]:
         """Batch sizes at which the rollout scores the observations it has not met yet, or ()
@@ -167,13 +173,11 @@ class Trainer:
         memo of the logits of every reachable observation it has scored so far: the adapters
         do not change during a rollout, so a repeated observation has the logits it had. Each
         step scores only the distinct new ones, at the smallest of these sizes that holds
-        them (a ``lax.switch``; none when all are known). Random-policy rollouts of 4 x 32 meet
-        41-56 distinct observations of lettuce-tomato salad and 16-29 of entertainment. Off
-        for vmapped seeds, where a switch runs every branch."""
+        them (a ``lax.switch``; none when all are known). Off for vmapped seeds, where a switch
+        runs every branch."""
         if "cache_obs" not in frozen or self.policy_table_size(frozen) or self.num_seeds > 1:
             return ()
-        n = self.num_envs
-        return tuple(sorted({-(-n * j // 4) for j in (1, 2, 3, 4)}))
+        return quarter_sizes(self.num_envs)
 
     def _memo_logits(self, frozen, actor, obs, memo, known, sizes):
         """Logits of ``obs`` [N, obs_dim] from the memo, after scoring the distinct observations
@@ -201,7 +205,7 @@ class Trainer:
         which = jnp.searchsorted(jnp.asarray((0,) + sizes), count)
         memo, known = jax.lax.switch(which, branches, (memo, known))
         logits = jnp.where(found[:, None], memo[jnp.minimum(idx, reach - 1)], jnp.nan)
-        return logits, memo, known
+        return logits, (memo, known)
 
     def rollout(self, frozen, state: TrainState):
         agent, env, params = self.agent, self.env, self.env_params
@@ -222,8 +226,7 @@ class Trainer:
                 logits = lookup_features(frozen["cache_obs"], table, obs)
                 critic_input = agent.critic_input(frozen, state.actor, obs)
             elif sizes:
-                logits, *memo = self._memo_logits(frozen, state.actor, obs, *memo, sizes)
-                memo = tuple(memo)
+                logits, memo = self._memo_logits(frozen, state.actor, obs, *memo, sizes)
                 critic_input = agent.critic_input(frozen, state.actor, obs)
             else:
                 logits, critic_input = agent.rollout_outputs(frozen, state.actor, obs)
