@@ -11,6 +11,9 @@ import pytest
 
 from envs_jax.overcooked.reachable import enumerate_reachable
 
+# whole rollouts and evaluations scored step by step beside the tables
+pytestmark = pytest.mark.slow
+
 DATA = Path(__file__).parent / "data"
 
 

@@ -25,6 +25,9 @@ from envs_jax.crafter.constants import ACTION_NAMES, SUBGOALS
 from twosome_jax.guided_config import ConfigError, load_guided_config
 from twosome_jax.rladapter_config import RLAdapterConfig
 
+# RLAdapter stages trained end to end
+pytestmark = pytest.mark.slow
+
 COMBOS = list(itertools.combinations(range(len(SUBGOALS)), 3))
 
 
