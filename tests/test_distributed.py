@@ -47,8 +47,8 @@ def _tolerant(message: str) -> str:
     return r"\s*".join(r"\d+" if c == "#" else re.escape(c) for c in message.replace(" ", ""))
 
 
-# gloo announces its connections on stdout, at times with a line break inside the message (a
-# lone "3" was once left behind by a line filter)
+# gloo announces its connections on stdout, at times with a line break inside the message (so a
+# line filter can leave its last piece, a lone number, behind)
 GLOO = re.compile(_tolerant("[Gloo] Rank # is connected to # peer ranks. Expected number of connected peer ranks is : #"))
 
 

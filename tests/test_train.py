@@ -76,8 +76,8 @@ def test_kill_and_resume_reaches_the_same_result(uninterrupted, tmp_path):
 
 def test_four_devices_equal_one(uninterrupted, tmp_path):
     """4 devices as 2 x 2, environments split over the data axis and the base over the model
-    axis, equal 1 device. (Four devices on the data axis alone are tests/test_distributed.py's
-    one-process side.)"""
+    axis, equal 1 device. (Four devices on the data axis alone run in tests/test_distributed.py,
+    checked there against two processes of two devices.)"""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     run = tmp_path / "four"
     _train(*SMALL, "--total-timesteps", "320", "--run-dir", str(run), "--set", "checkpoint_every=2",
