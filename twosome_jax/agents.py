@@ -9,8 +9,9 @@
 An agent is a set of pure functions; parameters live in the train state as plain dicts (so
 checkpoints and exports see ordinary arrays) and what never trains is a separate argument,
 ``frozen``, that every seed and every device shares. For the LLM agents ``frozen`` holds the
-base weights (``"base"``) and, optionally, a critic-feature cache (``"cache_obs"`` [R, obs_dim]
-and ``"cache_features"`` [R, D]); for ``ppo-mlp`` it is an empty dict.
+base weights (``"base"``), the environment's reachable observations where it enumerates them
+(``"cache_obs"`` [R, obs_dim]) and, optionally, a critic-feature cache on them
+(``"cache_features"`` [R, D]); for ``ppo-mlp`` it is an empty dict.
 
 The cache is exact, not an approximation: the critic reads the frozen base with adapters off,
 so its feature is a function of the observation alone, and an environment whose reachable
@@ -125,7 +126,7 @@ class LLMAgent:
                                      action_tokens_max=self.action_tokens_max)
 
     def critic_input(self, frozen, actor, obs, tokens=None):
-        if "cache_obs" in frozen:
+        if "cache_features" in frozen:
             return lookup_features(frozen["cache_obs"], frozen["cache_features"], obs)
         base, lora = self._states(frozen, actor)
         tokens = self.text_table.tokenize(obs) if tokens is None else tokens
@@ -140,16 +141,16 @@ class LLMAgent:
                                        action_tokens_max=self.action_tokens_max)
         return logits, self.critic_input(frozen, actor, obs, tokens)
 
-    def feature_cache(self, base: dict, observations, chunk: int = 16) -> dict:
-        """The critic feature of every observation in ``observations`` [R, obs_dim], computed once."""
+    def feature_cache(self, base: dict, observations, chunk: int = 16):
+        """The critic feature [R, D] of every observation in ``observations`` [R, obs_dim], computed
+        once (``frozen["cache_features"]``, rows in the order of ``frozen["cache_obs"]``)."""
         fn = jax.jit(lambda base, obs: scoring.critic_features(
             self.graphdef, nnx.State(base), nnx.State(self.lora_template), self.text_table.tokenize(obs)))
         observations = np.asarray(observations, np.int32)
         pad = (-len(observations)) % chunk  # fixed chunk shape: one compilation
         padded = np.concatenate([observations, np.repeat(observations[:1], pad, 0)])
         features = [np.asarray(fn(base, padded[i:i + chunk])) for i in range(0, len(padded), chunk)]
-        return {"cache_obs": jnp.asarray(observations),
-                "cache_features": jnp.asarray(np.concatenate(features)[: len(observations)])}
+        return jnp.asarray(np.concatenate(features)[: len(observations)])
 
     def value(self, critic, critic_input):
         return apply_mlp(critic, critic_input)[..., 0]

@@ -37,7 +37,7 @@ def evaluate_run(run_dir, *, episodes: int, task: str | None = None, seed_index:
     cfg = runlib.load_run_config(run_dir)
     if task is not None and task != cfg.task and cfg.agent == "ppo-mlp":
         raise runlib.RunError("--task needs an LLM agent: a ppo-mlp policy reads one task's vector only")
-    setup = runlib.build(cfg, task=task)
+    setup = runlib.build(cfg, task=task, critic=False)  # an evaluation reads no value
     # the checkpoint holds the training task's environment states: restore in that structure
     # (an LLM agent's adapters and critic do not depend on the task)
     import envs_jax

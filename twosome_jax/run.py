@@ -37,7 +37,7 @@ class Setup:
     env: Any
     env_params: Any
     agent: Any
-    frozen: Any  # what never trains: {"base": LLM weights, critic-feature cache} or {} for ppo-mlp
+    frozen: Any  # what never trains: {"base": LLM weights, reachable observations, critic-feature cache} or {} for ppo-mlp
     model_config: Any = None
     lora_config: Any = None
     tokenizer: Any = None
@@ -49,8 +49,14 @@ def compute_dtype(cfg: TrainConfig):
     return jnp.dtype(cfg.dtype)
 
 
-def build(cfg: TrainConfig, *, task: str | None = None) -> Setup:
-    """Build the environment and agent for ``cfg`` (``task`` overrides cfg.task for evaluation)."""
+def build(cfg: TrainConfig, *, task: str | None = None, critic: bool = True) -> Setup:
+    """Build the environment and agent for ``cfg`` (``task`` overrides cfg.task for evaluation).
+
+    Where the environment enumerates its reachable observations, ``frozen["cache_obs"]`` holds
+    them (the rollout's and the evaluation's tables of policy logits are built on them). The
+    critic-feature cache (``cfg.critic_feature_cache``) is computed only when ``critic``: an
+    evaluation reads no value, and the cache is a forward pass over every reachable prompt (806
+    for lettuce-tomato salad, minutes of CPU for SmolLM2)."""
     from flax import nnx
 
     from twosome_jax.agents import LLMAgent, MLPAgent
@@ -76,8 +82,10 @@ def build(cfg: TrainConfig, *, task: str | None = None) -> Setup:
                      learns_policy=cfg.agent == "twosome", action_tokens_max=table.action_tokens_max)
     frozen = {"base": nnx.to_pure_dict(base)}
     reachable = env.reachable_observations()
-    if cfg.critic_feature_cache and reachable is not None:
-        frozen.update(agent.feature_cache(frozen["base"], reachable))
+    if reachable is not None:
+        frozen["cache_obs"] = jnp.asarray(reachable, jnp.int32)
+        if critic and cfg.critic_feature_cache:
+            frozen["cache_features"] = agent.feature_cache(frozen["base"], reachable)
     return Setup(cfg, env, env_params, agent, frozen=frozen, model_config=model_config,
                  lora_config=lora_config, tokenizer=tokenizer)
 
