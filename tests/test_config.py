@@ -57,6 +57,8 @@ def test_constructor_coerces_lists_to_tuples():
     (dict(lora_targets=("q_proj", "x_proj")), "lora_targets=('q_proj', 'x_proj') is invalid"),
     (dict(critic_hidden=()), "critic_hidden=() is invalid"),
     (dict(policy_num_minibatches=5), "policy_num_minibatches=5 does not divide the batch num_envs*num_steps=4*32=128"),
+    (dict(num_steps=8, gradient_accumulation_steps=4),
+     "policy_num_minibatches=32 leaves one transition per minibatch of the batch num_envs*num_steps=32"),
     (dict(gradient_accumulation_steps=3), "gradient_accumulation_steps=3 does not divide policy_num_minibatches=32"),
     (dict(total_timesteps=100), "total_timesteps=100 is less than one iteration's batch"),
     (dict(ppo_update="adam"), "ppo_update='adam' is invalid; accepted: phased, joint"),
@@ -239,7 +241,7 @@ def test_flags_and_set_are_validated_together():
     from twosome_jax.config import add_config_arguments, config_from_args
 
     parser = add_config_arguments(argparse.ArgumentParser())
-    cfg = config_from_args(parser.parse_args(["--total-timesteps", "96", "--set", "num_steps=8",
+    cfg = config_from_args(parser.parse_args(["--total-timesteps", "96", "--set", "num_steps=8", "--set", "policy_num_minibatches=8",
                                               "--seed", "3", "--set", "seed=4"]))
     assert (cfg.total_timesteps, cfg.num_steps, cfg.seed) == (96, 8, 4)
 

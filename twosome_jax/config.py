@@ -206,6 +206,11 @@ def _validate(c: TrainConfig) -> None:
             raise ConfigError(
                 f"{name}={getattr(c, name)} does not divide the batch num_envs*num_steps="
                 f"{c.num_envs}*{c.num_steps}={b}; accepted: a divisor of {b}")
+    if c.norm_adv and b == c.policy_num_minibatches:
+        raise ConfigError(
+            f"policy_num_minibatches={c.policy_num_minibatches} leaves one transition per minibatch of the batch "
+            f"num_envs*num_steps={b}, and norm_adv divides by its sample standard deviation (undefined for one); "
+            f"accepted: a divisor of {b} below {b}, or norm_adv=false")
     if c.policy_num_minibatches % c.gradient_accumulation_steps:
         raise ConfigError(
             f"gradient_accumulation_steps={c.gradient_accumulation_steps} does not divide "
