@@ -43,13 +43,33 @@ def _env(devices: int) -> dict:
 
 def _tolerant(message: str) -> str:
     """A pattern of ``message`` with any whitespace (newlines included) allowed between its
-    characters, and any number where it has a ``#``."""
-    return r"\s*".join(r"\d+" if c == "#" else re.escape(c) for c in message.replace(" ", ""))
+    characters, a number where it has ``#`` and, where it has ``=``, the number its second ``#``
+    matched."""
+    parts = {"#": r"(\d+)", "=": r"\2"}
+    return r"\s*".join(parts.get(c, re.escape(c)) for c in message.replace(" ", ""))
 
 
-# gloo announces its connections on stdout, at times with a line break inside the message (so a
-# line filter can leave its last piece, a lone number, behind)
-GLOO = re.compile(_tolerant("[Gloo] Rank # is connected to # peer ranks. Expected number of connected peer ranks is : #"))
+# gloo announces each rank's connections on stdout. The announcements of one process's ranks can
+# be interleaved, and a line break can fall inside one (so a line filter can leave a lone number
+# behind). They are removed innermost first, until none is left; the closing count must equal the
+# count it repeats, so a removal never takes a digit of the announcement around it.
+GLOO = re.compile(_tolerant("[Gloo] Rank # is connected to # peer ranks. Expected number of connected peer ranks is : ="))
+
+
+def _without_gloo(text: str) -> str:
+    n = 1
+    while n:
+        text, n = GLOO.subn("", text)
+    return text
+
+
+def test_gloo_announcements_are_removed_when_split_or_interleaved():
+    one = "[Gloo] Rank 1 is connected to 3 peer ranks. Expected number of connected peer ranks is : 3"
+    split = "[Gloo] Rank 3\n is connected to 3 peer ranks. Expected number of connected peer\n ranks is : 3"
+    nested = "[Gloo] Rank " + one + "3\n is connected to 3 peer ranks. Expected number of connected peer ranks is : 3"
+    for text in (one, split, nested, one + split):
+        assert _without_gloo("out\n" + text + "\nend\n") == "out\n\nend\n", text
+    assert _without_gloo("Rank 1 is connected to 3 peer ranks") == "Rank 1 is connected to 3 peer ranks"
 
 
 def _free_port() -> int:
@@ -91,7 +111,7 @@ def _wait(started: list, timeout: float = 900) -> list[tuple[str, str]]:
                 proc.wait()
     texts = []
     for i, (proc, out, err) in enumerate(started):
-        stdout = GLOO.sub("", out.read_text()).lstrip("\n")
+        stdout = _without_gloo(out.read_text()).lstrip("\n")
         stderr = err.read_text()
         assert proc.returncode == 0, f"process {i} of {len(started)} failed:\n{stdout}\n{stderr[-4000:]}"
         texts.append((stdout, stderr))
