@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     from twosome_jax.evaluation import evaluate_policy
 
     try:
-        setup = runlib.build(cfg)
+        setup = runlib.build(cfg, critic=False)  # an evaluation reads no value
     except (ConfigError, runlib.RunError) as e:
         parser.error(str(e))
     actor = jax.tree.map(jax.numpy.zeros_like, setup.agent.lora_template)

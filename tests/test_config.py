@@ -241,8 +241,8 @@ def test_flags_and_set_are_validated_together():
     from twosome_jax.config import add_config_arguments, config_from_args
 
     parser = add_config_arguments(argparse.ArgumentParser())
-    cfg = config_from_args(parser.parse_args(["--total-timesteps", "96", "--set", "num_steps=8", "--set", "policy_num_minibatches=8",
-                                              "--seed", "3", "--set", "seed=4"]))
+    cfg = config_from_args(parser.parse_args(["--total-timesteps", "96", "--set", "num_steps=8",
+                                              "--set", "policy_num_minibatches=8", "--seed", "3", "--set", "seed=4"]))
     assert (cfg.total_timesteps, cfg.num_steps, cfg.seed) == (96, 8, 4)
 
 

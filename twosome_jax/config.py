@@ -206,7 +206,7 @@ def _validate(c: TrainConfig) -> None:
             raise ConfigError(
                 f"{name}={getattr(c, name)} does not divide the batch num_envs*num_steps="
                 f"{c.num_envs}*{c.num_steps}={b}; accepted: a divisor of {b}")
-    if c.norm_adv and b == c.policy_num_minibatches:
+    if c.norm_adv and c.policy_minibatch_size == 1:
         raise ConfigError(
             f"policy_num_minibatches={c.policy_num_minibatches} leaves one transition per minibatch of the batch "
             f"num_envs*num_steps={b}, and norm_adv divides by its sample standard deviation (undefined for one); "
