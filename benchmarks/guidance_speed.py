@@ -133,8 +133,8 @@ def main(argv=None):
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=1), file=sys.stderr)
 
     s = {k: v["s"] for k, v in report["sides"].items()}
-    print(f"| envs | what | prefix tokens | prompt tokens | full prompts s | cached prefix s | full / cached | "
-          f"same output |\n|---:|---|---:|---|---:|---:|---:|---|")
+    print("| envs | what | prefix tokens | prompt tokens | full prompts s | cached prefix s | full / cached | "
+          "same output |\n|---:|---|---:|---|---:|---:|---:|---|")
     span = lambda x: f"{min(x)}-{max(x)}"
     rows = ((f"analyst, {args.new_tokens} new tokens", report["prefix_tokens"], report["prompt_tokens"],
              "analyst_full", "analyst_prefix", report["same_analyses"]),

@@ -1,24 +1,25 @@
 """Where the time of one training iteration goes (SmolLM2, tomato salad, 4 envs x 32 steps).
 
-    python benchmarks/profile_iteration.py [--model smollm2-135m-instruct] [--variants default no-dedupe]
+    python benchmarks/profile_iteration.py [--model smollm2-135m-instruct] [--variants default no-trie]
 
 Times the jitted pieces separately (best of --repeats after a compile call):
 the whole iteration; the rollout alone (32 steps of scoring + critic input + env); one
 rollout step's policy scoring (4 observations); the rollout's table (the policy on every
 reachable observation, when the variant scores one); the environment alone (32 steps x 4 envs);
 the critic feature of 4 observations by the LLM (what the cache saves); the policy
-forward+backward at 4 observations (one reference minibatch) and at each size a policy-update
-group's distinct observations may be scored at (``Trainer.distinct_sizes``). For those sizes
-it also reports how many distinct observations random groups of the fresh-state rollout hold
-(the update shuffles the batch, then takes groups of ``policy_group_size`` rows). The update's
-remainder (GAE, critic MLP updates, optimizer) is the iteration minus the rollout minus the
-policy forward+backward passes. The JSON on stdout also records the date, commit and machine
+forward+backward at 4 observations (one reference minibatch) and at one policy-update group of
+the fresh-state rollout, scored as the update scores it (its distinct observations first, their
+count passed on), the group of median distinct count among 200 random groups (the update
+shuffles the batch, then takes groups of ``policy_group_size`` rows); it also reports their
+mean count. The update's remainder (GAE, critic MLP updates, optimizer) is the iteration minus
+the rollout minus the policy forward+backward passes. The JSON on stdout also records the date, commit and machine
 (``report.provenance``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -48,14 +49,15 @@ def best_of(fn, *args, repeats=2):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--variants", nargs="+", default=["default", "no-dedupe"])
+    ap.add_argument("--variants", nargs="+", default=["default", "no-trie"])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-iteration", action="store_true")
+    ap.add_argument("--task", default="tomato_salad")
     args = ap.parse_args()
-    from twosome_jax.ppo import policy_loss
+    from twosome_jax.ppo import distinct_rows, policy_loss
     from twosome_jax.scoring import critic_features
 
-    cfg, setup, reach, S = make_setup(args.model)
+    cfg, setup, reach, S = make_setup(args.model, task=args.task)
     out = {"model": args.model, "jax": jax.__version__, "action_tokens_max": S,
            **provenance()}
     n, T = cfg.num_envs, cfg.num_steps
@@ -74,31 +76,35 @@ def main():
             r["policy_fwd_table"] = best_of(jax.jit(agent.policy_logits), frozen, state.actor, frozen["cache_obs"],
                                             repeats=args.repeats)
 
-        def grad(actor, frozen, obs):
+        def grad(actor, frozen, obs, count=None, level=None):
             k = obs.shape[0]
 
             def loss(actor):
-                logits = agent.policy_logits(frozen, actor, obs)
+                logits = agent.policy_logits(frozen, actor, obs, count=count, level=level)
                 l, _ = policy_loss(logits, jnp.zeros(k, jnp.int32), jnp.full(k, -1.6), jnp.arange(k, dtype=jnp.float32),
                                    clip_coef=0.2, ent_coef=0.01, norm_adv=True)
                 return l
             return jax.grad(loss)(actor)
 
-        grad = jax.jit(grad)
+        grad = jax.jit(grad, static_argnames="level")
         r["policy_fwdbwd_4obs"] = best_of(grad, state.actor, frozen, state.obs, repeats=3 * args.repeats)
-        sizes = trainer.distinct_sizes(frozen)
-        for size in sizes:
-            obs = jnp.asarray(np.resize(reach, (size,) + reach.shape[1:]))
-            r[f"policy_fwdbwd_{size}obs"] = best_of(grad, state.actor, frozen, obs, repeats=args.repeats)
-        out[name] = {k: {"best_s": round(v[0], 4), "first_call_s": round(v[1], 2)} for k, v in r.items()}
-        out[name]["distinct_sizes"] = list(sizes)
-        out[name]["group_size"] = trainer.policy_group_size
         obs = np.asarray(jax.jit(lambda f, s: trainer.rollout(f, s)[1].obs)(frozen, state)).reshape(n * T, -1)
         rng = np.random.default_rng(0)
-        counts = [len(np.unique(obs[rng.permutation(n * T)[:trainer.policy_group_size]], axis=0)) for _ in range(200)]
+        G = trainer.policy_group_size
+        groups = [obs[rng.permutation(n * T)[:G]] for _ in range(200)]
+        counts = [len(np.unique(g, axis=0)) for g in groups]
+        # a group of the median distinct count, as the update scores it (distinct rows first)
+        group = jnp.asarray(groups[int(np.argsort(counts)[len(counts) // 2])])
+        rows, _, count = distinct_rows(group)
+        levels, level = agent.update_level(frozen, group[rows], count)
+        level = None if level is None else int(level)
+        out.setdefault(name, {})["timed_group_level"] = [levels, level]
+        r["policy_fwdbwd_group"] = best_of(functools.partial(grad, level=level), state.actor, frozen, group[rows],
+                                           count, repeats=args.repeats)
+        out[name].update({k: {"best_s": round(v[0], 4), "first_call_s": round(v[1], 2)} for k, v in r.items()})
+        out[name]["group_size"] = G
         out[name]["fresh_group_distinct_mean"] = float(np.mean(counts))
-        out[name]["fresh_group_size_used"] = {str(s): int(sum(min((z for z in sizes if z >= c)) == s for c in counts))
-                                              for s in sizes}
+        out[name]["timed_group_distinct"] = int(count)
 
     def env_only(env_state):
         def body(c, k):

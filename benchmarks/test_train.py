@@ -34,7 +34,7 @@ def test_train(benchmark, model, name):
     _measure(benchmark, model, *variant(cfg, setup, reach, S, name))
 
 
-@pytest.mark.parametrize("name", ["default", "no-memo"])
+@pytest.mark.parametrize("name", ["default", "no-trie", "no-memo"])
 @pytest.mark.parametrize("task", ["tomato_salad", "lettuce_tomato_salad", "food_preparation", "entertainment"])
 def test_train_tasks(benchmark, task, name):
     """One SmolLM2 iteration of the default trainer per task, side by side with the rollout

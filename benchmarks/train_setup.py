@@ -6,19 +6,23 @@ Variants of one SmolLM2 tomato-salad iteration at the reference batch (4 envs x 
   critic-feature cache, tight ``packed`` scoring (the agent's ``action_tokens_max``, 22), and
   a rollout that scores the 22 reachable observations once and looks the logits up at each of
   the 32 steps (``Trainer.policy_table_size``).
-* ``no-dedupe``: ``default`` with each policy-update group (8 minibatches of 4) scored at its
-  full 32 rows instead of once per distinct observation (``Trainer.distinct_sizes``).
+* ``no-trie``: ``default`` with each policy-update group (8 minibatches of 4) scored at one
+  packed row per observation, at the group's full 32 rows (its distinct observations first,
+  the rest padding), instead of the distinct observations sharing rows and prompt prefixes
+  at the cost of their real tokens (``trie_scoring``).
 * ``no-memo``: ``default`` with the rollout scoring 4 observations at each step where no table
   applies, instead of only the observations it has not met yet (``Trainer.policy_memo_sizes``;
   tomato salad has a table, so there it equals ``default``).
 * ``no-table``: ``default`` with the rollout scoring 4 observations at each step.
-* ``padded``: ``no-table`` with ``action_tokens_max=None``: under jit the action region is the
-  padded A*L = 40 slots (the command before e2413a5).
+* ``padded``: ``no-table`` and ``no-trie`` with ``action_tokens_max=None``: under jit the
+  action region is the padded A*L = 40 slots (the command before e2413a5).
 * ``padded-nocache``: ``padded`` with the critic feature computed by the LLM in the rollout.
 
 The results recorded in README.md before e2413a5 carry the earlier names of the same
 configurations: ``default`` (then) = ``padded`` (now), ``tight`` = ``no-table``,
-``tight-table`` = ``default``, ``nocache`` = ``padded-nocache``.
+``tight-table`` = ``default``, ``nocache`` = ``padded-nocache``. Results before the trie
+scoring name ``no-dedupe`` the update that scored every row of a group; ``no-trie`` costs the
+same (32 packed rows).
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ import dataclasses
 
 import numpy as np
 
+from twosome_jax.agents import LLMAgent
 from twosome_jax.trainer import Trainer
 
-VARIANTS = ("default", "no-dedupe", "no-memo", "no-table", "padded", "padded-nocache")
+VARIANTS = ("default", "no-trie", "no-memo", "no-table", "padded", "padded-nocache")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -51,12 +56,11 @@ class NoMemoTrainer(Trainer):
         return ()
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class NoDedupeTrainer(Trainer):
-    """The policy update scores every row of a group, repeated observations included."""
+class NoTrieAgent(LLMAgent):
+    """Scores every row of a batch in its own packed row (the count of real rows is ignored)."""
 
-    def distinct_sizes(self, frozen) -> tuple[int, ...]:
-        return (self.policy_group_size,)
+    def policy_logits(self, frozen, actor, obs, count=None):
+        return super().policy_logits(frozen, actor, obs)
 
 
 def make_setup(model: str = "smollm2-135m-instruct", num_envs: int = 4, num_steps: int = 32,
@@ -76,11 +80,10 @@ def variant(cfg, setup, reach, S, name: str):
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; accepted: {', '.join(VARIANTS)}")
     agent, frozen = setup.agent, dict(setup.frozen)
-    if name.startswith("padded"):
-        agent = dataclasses.replace(agent, action_tokens_max=None)
-    else:
-        agent = dataclasses.replace(agent, action_tokens_max=S)
+    if name == "no-trie" or name.startswith("padded"):
+        agent = NoTrieAgent(**{f.name: getattr(agent, f.name) for f in dataclasses.fields(agent)})
+    agent = dataclasses.replace(agent, action_tokens_max=None if name.startswith("padded") else S)
     if name == "padded-nocache":
         frozen = {"base": frozen["base"]}
-    cls = {"default": Trainer, "no-dedupe": NoDedupeTrainer, "no-memo": NoMemoTrainer}.get(name, NoTableTrainer)
+    cls = {"default": Trainer, "no-trie": Trainer, "no-memo": NoMemoTrainer}.get(name, NoTableTrainer)
     return cls.from_config(cfg, agent, setup.env, setup.env_params), frozen

@@ -98,7 +98,7 @@ def _toy_update(target_kl, lr):
     actor_tx, critic_tx = make_optimizer("adamw", lr, 0.5), make_optimizer("adam", 1e-3, 0.5)
     hyper = PPOHyper(target_kl=target_kl, policy_num_minibatches=8, value_num_minibatches=2,
                      gradient_accumulation_steps=2)
-    out = ppo_update(hyper=hyper, policy_logits_fn=lambda p, o: o @ p["w"], value_fn=lambda p, x: x @ p["w"],
+    out = ppo_update(hyper=hyper, policy_logits_fn=lambda p, o, count, level: o @ p["w"], value_fn=lambda p, x: x @ p["w"],
                      actor_params=actor, critic_params=critic, actor_opt=actor_tx.init(actor),
                      critic_opt=critic_tx.init(critic), actor_tx=actor_tx, critic_tx=critic_tx, batch=batch,
                      advantages=jax.random.normal(jax.random.key(1), (B,)), returns=jnp.ones(B),
@@ -127,8 +127,9 @@ def test_distinct_rows():
 
 
 def test_update_scores_distinct_observations_exactly():
-    """The policy phase with logits computed once per distinct observation (any static sizes)
-    equals a plain per-minibatch loop: gradients summed over a group's minibatches, one step."""
+    """The policy phase with logits computed once per distinct observation (the rows past the
+    distinct ones' count left out, or not) equals a plain per-minibatch loop: gradients summed
+    over a group's minibatches, one step."""
     B, A, F, accum, n_mb = 32, 4, 3, 2, 8
     rng = np.random.default_rng(3)
     obs = jnp.asarray(rng.normal(size=(6, F))[rng.integers(0, 6, size=B)], jnp.float32)  # 6 distinct rows
@@ -142,11 +143,20 @@ def test_update_scores_distinct_observations_exactly():
                      gradient_accumulation_steps=accum)
     key = jax.random.key(2)
 
-    def run(sizes):
-        return ppo_update(hyper=hyper, policy_logits_fn=lambda p, o: o @ p["w"], value_fn=lambda p, x: x @ p["w"],
+    def only_counted(p, o, count, level):  # the rows past ``count`` are padding: scored as zeros
+        return jnp.where(jnp.arange(o.shape[0])[:, None] < count, o @ p["w"], 0.0)
+
+    def at_level(p, o, count, level):  # level k scores the first 2 + 2k rows only
+        return jnp.where(jnp.arange(o.shape[0])[:, None] < 2 + 2 * level, o @ p["w"], 0.0)
+
+    def level_fn(o, count):  # the smallest level that holds ``count`` rows (6 distinct: level 2)
+        return 4, (count - 1) // 2
+
+    def run(logits_fn, level_fn=None):
+        return ppo_update(hyper=hyper, policy_logits_fn=logits_fn, value_fn=lambda p, x: x @ p["w"],
                           actor_params=actor, critic_params=critic, actor_opt=actor_tx.init(actor),
                           critic_opt=critic_tx.init(critic), actor_tx=actor_tx, critic_tx=critic_tx, batch=batch,
-                          advantages=adv, returns=jnp.ones(B), rng=key, distinct_sizes=sizes)[0]["w"]
+                          advantages=adv, returns=jnp.ones(B), rng=key, policy_level_fn=level_fn)[0]["w"]
 
     # reference: the documented order (one epoch's permutation, groups of ``accum`` minibatches)
     perm = np.asarray(jax.random.permutation(jax.random.split(key, 1)[0], B)).reshape(n_mb // accum, accum, -1)
@@ -159,8 +169,10 @@ def test_update_scores_distinct_observations_exactly():
             grads = jax.tree.map(jnp.add, grads, g)
         updates, opt = actor_tx.update(grads, opt, params)
         params = jax.tree.map(jnp.add, params, updates)
-    for sizes in (None, (6,), (2, 4, 6), (3, 8)):
-        np.testing.assert_allclose(np.asarray(run(sizes)), np.asarray(params["w"]), rtol=1e-5, atol=1e-6)
+    for logits_fn, fn in ((lambda p, o, count, level: o @ p["w"], None), (only_counted, None), (at_level, level_fn)):
+        np.testing.assert_allclose(np.asarray(run(logits_fn, fn)), np.asarray(params["w"]), rtol=1e-5, atol=1e-6)
+    # a level too small for the group's distinct rows is not the update
+    assert not np.allclose(np.asarray(run(at_level, lambda o, count: (4, count * 0))), np.asarray(params["w"]))
 
 
 def _torch_cleanrl_update(actor, critic, batch, adv, returns, perms, *, lr, hyper, max_grad_norm):

@@ -119,11 +119,21 @@ class LLMAgent:
     def _states(self, frozen, actor):
         return nnx.State(frozen["base"]), nnx.State(actor)
 
-    def policy_logits(self, frozen, actor, obs):
+    def policy_logits(self, frozen, actor, obs, count=None, level=None):
+        """Logits [N, A]; with ``count`` only the first ``count`` rows are real (the others'
+        logits are not to be read), scored in shared rows at ``level`` (``update_level``; None:
+        the full size), see ``scoring.action_logprobs``."""
         base, lora = self._states(frozen, actor)
         return scoring.policy_logits(self.graphdef, base, lora, self.text_table.tokenize(obs),
                                      implementation=self.implementation, normalization=self.normalization,
-                                     action_tokens_max=self.action_tokens_max)
+                                     action_tokens_max=self.action_tokens_max, count=count, level=level)
+
+    def update_level(self, frozen, obs, count):
+        """(number of static sizes, traced index of the smallest that holds the first ``count``
+        rows of ``obs``) for ``policy_logits(..., count, level)``; one size (None) for ``naive``."""
+        if self.implementation != "packed":
+            return 1, None
+        return scoring.trie_level_of(self.text_table.tokenize(obs), count, self.action_tokens_max)
 
     def critic_input(self, frozen, actor, obs, tokens=None):
         if "cache_features" in frozen:
@@ -175,9 +185,14 @@ class MLPAgent:
         critic = init_mlp(k_critic, (self.obs_dim, *self.hidden, 1), init=1.0)
         return actor, critic
 
-    def policy_logits(self, frozen, actor, obs):
+    def policy_logits(self, frozen, actor, obs, count=None, level=None):
+        """Logits [N, A] of every row (``count`` and ``level`` are ignored: an MLP costs nothing
+        to run on all)."""
         logits = apply_mlp(actor, obs.astype(jnp.float32), jnp.tanh)
         return logits if self.valid_actions is None else jnp.where(self.valid_actions(obs), logits, -jnp.inf)
+
+    def update_level(self, frozen, obs, count):
+        return 1, None
 
     def critic_input(self, frozen, actor, obs):
         return obs.astype(jnp.float32)

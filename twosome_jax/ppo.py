@@ -25,9 +25,9 @@ so a stopped update costs nothing more.
 
 A group's policy logits are computed once per *distinct* observation in the group (exact: the
 logits are a function of the observation). Environments revisit few observations (tomato salad
-has 22 in all), so this is most of the update's LLM work saved; ``distinct_sizes`` are the
-static batch sizes a group may be scored at, and ``lax.switch`` picks the smallest that holds
-the group's distinct observations.
+has 22 in all), so this is most of the update's LLM work saved. The LLM agent scores them in
+shared rows, at the smallest of a few static sizes that holds their real tokens
+(``trie_scoring``); ``lax.switch`` picks it.
 """
 
 from __future__ import annotations
@@ -99,27 +99,31 @@ def distinct_rows(x):
     return rows, slot[first], is_first.sum()
 
 
-def grad_over_distinct(loss_of_logits, policy_logits_fn, params, obs, sizes: tuple[int, ...]):
+def grad_over_distinct(loss_of_logits, policy_logits_fn, params, obs, level_fn=None):
     """``value_and_grad`` (with aux) of ``loss_of_logits(policy_logits_fn(params, obs))``,
     scoring each distinct observation of ``obs`` [N, ...] once.
 
-    ``sizes`` (ascending, static) are the batch sizes the distinct observations may be scored
-    at; the last must be at least their number. Each ``lax.switch`` branch takes its own
-    gradient, so only the chosen size's activations are ever held (a switch around the forward
-    alone would keep every branch's residuals for the backward pass). Under ``vmap`` a switch
-    runs every branch, so batched callers pass one size."""
+    ``policy_logits_fn(params, rows, count, level)`` scores ``rows`` [N, ...] of which only the
+    first ``count`` (traced) are real: the distinct observations, the rest padding whose logits
+    are never read. ``level_fn(rows, count) -> (levels, level)``: how many static sizes the
+    agent may score them at, and the traced index of the smallest that holds them; each size
+    is a ``lax.switch`` branch that takes its own gradient, so only the chosen size's
+    activations are ever held (a switch around the forward alone would keep every branch's
+    residuals for the backward pass). Without it, ``level`` is None: the agent's full size.
+    Under ``vmap`` a switch runs every branch, so batched callers pass no ``level_fn``."""
     rows, inverse, n = distinct_rows(obs)
+    distinct = obs[rows]
 
-    def at_size(size):
+    def at(level):
         def branch(params):
-            def loss_fn(params):
-                return loss_of_logits(policy_logits_fn(params, obs[rows[:size]])[inverse])
-            return jax.value_and_grad(loss_fn, has_aux=True)(params)
+            return jax.value_and_grad(
+                lambda p: loss_of_logits(policy_logits_fn(p, distinct, n, level)[inverse]), has_aux=True)(params)
         return branch
 
-    if len(sizes) == 1:
-        return at_size(sizes[0])(params)
-    return jax.lax.switch(jnp.searchsorted(jnp.asarray(sizes), n), [at_size(s) for s in sizes], params)
+    levels, level = level_fn(distinct, n) if level_fn is not None else (1, None)
+    if levels == 1:
+        return at(level if level_fn is None else 0)(params)
+    return jax.lax.switch(level, [at(k) for k in range(levels)], params)
 
 
 def policy_loss(logits, actions, old_logp, advantages, *, clip_coef, ent_coef, norm_adv):
@@ -186,22 +190,20 @@ def ppo_update(
     value_fn: Callable[[Any, chex.Array], chex.Array],
     actor_params, critic_params, actor_opt, critic_opt,
     actor_tx: optax.GradientTransformation, critic_tx: optax.GradientTransformation,
-    batch: Transition, advantages, returns, rng, train_policy=True, distinct_sizes: tuple[int, ...] | None = None,
+    batch: Transition, advantages, returns, rng, train_policy=True, policy_level_fn=None,
 ):
     """One PPO update on a flat batch [B, ...]. Returns new params, optimizer states, metrics.
 
-    ``policy_logits_fn(actor_params, obs) -> [M, A]`` and ``value_fn(critic_params,
-    critic_input) -> [M]`` are the agent. ``train_policy`` False (critic warm-up) keeps the
-    actor fixed; the Python constant False (an agent that never learns) skips the policy phase.
-    ``distinct_sizes``: see ``grad_over_distinct``; by default a group is scored at its full size
-    (still once per distinct observation).
+    ``policy_logits_fn(actor_params, obs, count, level) -> [M, A]`` and ``policy_level_fn``
+    (see ``grad_over_distinct``) and ``value_fn(critic_params, critic_input) -> [M]`` are the
+    agent. ``train_policy`` False (critic warm-up) keeps the actor fixed; the Python constant
+    False (an agent that never learns) skips the policy phase.
     """
     B = batch.action.shape[0]
     accum = hyper.gradient_accumulation_steps
     n_pol, n_val = hyper.policy_num_minibatches, hyper.value_num_minibatches
     pol_size, val_size = B // n_pol, B // n_val
     groups = n_pol // accum
-    sizes = tuple(distinct_sizes) if distinct_sizes else (accum * pol_size,)
 
     def value_step(carry, idx):
         critic_params, critic_opt = carry
@@ -230,7 +232,7 @@ def ppo_update(
                 return losses.sum() / accum, infos
 
             (_, infos), grads = grad_over_distinct(loss_of_logits, policy_logits_fn, actor_params,
-                                                   batch.obs[group_idx.reshape(-1)], sizes)
+                                                   batch.obs[group_idx.reshape(-1)], policy_level_fn)
             kl = infos["approx_kl"].mean()
             stop = (kl > hyper.target_kl) if hyper.target_kl is not None else jnp.bool_(False)
 

@@ -44,12 +44,15 @@ share of the per-token cost.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from envs_jax.text import encode_descriptions, max_action_tokens
 from twosome_jax.choices import NORMALIZATIONS, SCORINGS
 from twosome_jax.model.functional import apply_hidden, apply_hidden_cached, apply_lm_head
 from twosome_jax.model.kv_cache import PrefixCache
+from twosome_jax.trie_scoring import default_width, trie_layout, trie_level, trie_levels, trie_token_logprobs
 
 IMPLEMENTATIONS = SCORINGS
 
@@ -171,17 +174,29 @@ def _target_logprobs(graphdef, base, lora, hidden, targets):
 
 def action_logprobs(graphdef, base, lora, tokens, *, implementation: str = "packed",
                     use_lora: bool = True, action_tokens_max: int | None = None,
-                    prefix: PrefixCache | None = None):
+                    prefix: PrefixCache | None = None, count=None, level: int | None = None):
     """Summed log-probability of each action's tokens given its prompt, [N,A] float32.
 
     Invalid actions (``action_mask`` False) get 0 here; ``policy_logits`` turns them to -inf.
     ``action_tokens_max`` (static; ``packed`` only) bounds the real action tokens of one
     observation; ``prefix`` is the cached head every prompt starts with (built with this
     ``use_lora``), the prompts of ``tokens`` being what follows it; see the module docstring.
+    ``count`` (a traced int; ``packed`` only, without a prefix): only the first ``count`` rows
+    are real, the rest padding that gets 0; they are scored in shared rows, their prompts as a
+    trie (``trie_scoring``), at the static size ``level`` (an index from :func:`trie_level_of`,
+    which picks the smallest that holds them; None: the full size).
     """
     _check_choice("scoring implementation", implementation, IMPLEMENTATIONS)
     PrefixCache.check(prefix, use_lora, "scoring")
-    if implementation == "packed":
+    if implementation == "packed" and count is not None:
+        if prefix is not None:
+            raise ValueError("scoring: count (trie scoring) takes no prefix")
+        S = _static_action_tokens_max(tokens, action_tokens_max)
+        M, P = tokens.prompt_ids.shape
+        level = len(trie_levels(M, P, S, default_width(P, S))) - 1 if level is None else level
+        total = trie_token_logprobs(graphdef, base, lora, tokens, count, use_lora, S, level,
+                                    target_logprobs=functools.partial(_target_logprobs, graphdef, base, lora))
+    elif implementation == "packed":
         S = _static_action_tokens_max(tokens, action_tokens_max)
         total = _packed_token_logprobs(graphdef, base, lora, tokens, use_lora, S, prefix)
     else:
@@ -191,6 +206,16 @@ def action_logprobs(graphdef, base, lora, tokens, *, implementation: str = "pack
         real = jnp.arange(L)[None, None, :] < tokens.action_len[..., None]
         total = jnp.sum(jnp.where(real, lp, 0.0), axis=-1)
     return jnp.where(tokens.action_mask, total, 0.0)
+
+
+def trie_level_of(tokens, count, action_tokens_max: int | None = None) -> tuple[int, jax.Array]:
+    """(number of static sizes, traced index of the smallest that holds the first ``count``
+    rows of ``tokens`` in shared rows): the ``level`` of ``action_logprobs(..., count=...)``."""
+    S = _static_action_tokens_max(tokens, action_tokens_max)
+    M, P = tokens.prompt_ids.shape
+    width = default_width(P, S)
+    levels = trie_levels(M, P, S, width)
+    return len(levels), trie_level(trie_layout(tokens, count, S, width), levels)
 
 
 def normalize_scores(logprob_sum, tokens, normalization: str = "word"):
@@ -206,10 +231,11 @@ def normalize_scores(logprob_sum, tokens, normalization: str = "word"):
 
 def policy_logits(graphdef, base, lora, tokens, *, implementation: str = "packed",
                   normalization: str = "word", use_lora: bool = True,
-                  action_tokens_max: int | None = None, prefix: PrefixCache | None = None):
+                  action_tokens_max: int | None = None, prefix: PrefixCache | None = None, count=None,
+                  level: int | None = None):
     """Categorical logits of the TWOSOME policy for a batch of token tables, [N,A]."""
     lp = action_logprobs(graphdef, base, lora, tokens, implementation=implementation, use_lora=use_lora,
-                         action_tokens_max=action_tokens_max, prefix=prefix)
+                         action_tokens_max=action_tokens_max, prefix=prefix, count=count, level=level)
     return normalize_scores(lp, tokens, normalization)
 
 

@@ -54,7 +54,8 @@ def table_size(frozen, visits: int) -> int:
 
 def quarter_sizes(bound: int) -> tuple[int, ...]:
     """Static batch sizes a quarter, half, three quarters and all of ``bound`` (rounded up): a
-    ``lax.switch`` over them scores a variable count at most a quarter of ``bound`` too many."""
+    ``lax.switch`` over them scores a variable count at most a quarter of ``bound`` too many
+    (the rollout memo's new observations, at most one per environment)."""
     return tuple(sorted({-(-bound * j // 4) for j in (1, 2, 3, 4)}))
 
 
@@ -151,18 +152,13 @@ class Trainer:
         hyper = self.hyper
         return hyper.gradient_accumulation_steps * (self.num_envs * self.num_steps // hyper.policy_num_minibatches)
 
-    def distinct_sizes(self, frozen) -> tuple[int, ...]:
-        """Batch sizes at which a policy-update group's distinct observations may be scored.
-
-        A group holds ``gradient_accumulation_steps`` minibatches; it cannot hold more distinct
-        observations than the environment has (when they are enumerated). Four sizes up to that
-        bound, so a group of few distinct observations is scored at a quarter of the cost; one
-        size when seeds are vmapped (a switch would run every branch there)."""
-        group = self.policy_group_size
-        bound = min(frozen["cache_obs"].shape[0], group) if "cache_obs" in frozen else group
+    def policy_level_fn(self, frozen):
+        """The agent's choice of static size for a policy-update group's distinct observations
+        (``ppo.grad_over_distinct``); None (the full size) when seeds are vmapped, where a
+        switch would run every branch."""
         if self.num_seeds > 1:
-            return (bound,)
-        return quarter_sizes(bound)
+            return None
+        return lambda obs, count: self.agent.update_level(frozen, obs, count)
 
     def policy_memo_sizes(self, frozen) -> tuple[int, ...]:
         """Batch sizes at which the rollout scores the observations it has not met yet, or ()
@@ -272,7 +268,8 @@ class Trainer:
         flat = lambda x: x.reshape((-1,) + x.shape[2:])
         batch = jax.tree.map(flat, traj)
         rng, k_update = jax.random.split(state.rng)
-        policy_logits_fn = lambda actor, obs: self.agent.policy_logits(frozen, actor, obs)
+        def policy_logits_fn(actor, obs, count=None, level=None):
+            return self.agent.policy_logits(frozen, actor, obs, count=count, level=level)
         if self.joint:
             params, actor_opt, update_metrics = ppo_update_joint(
                 hyper=self.hyper, policy_logits_fn=policy_logits_fn, value_fn=self.agent.value,
@@ -286,7 +283,7 @@ class Trainer:
                 actor_params=state.actor, critic_params=state.critic,
                 actor_opt=actor_opt, critic_opt=critic_opt, actor_tx=self.actor_tx, critic_tx=self.critic_tx,
                 batch=batch, advantages=flat(advantages), returns=flat(returns), rng=k_update,
-                train_policy=train_policy, distinct_sizes=self.distinct_sizes(frozen))
+                train_policy=train_policy, policy_level_fn=self.policy_level_fn(frozen))
         state = state.replace(actor=actor, critic=critic, actor_opt=actor_opt, critic_opt=critic_opt, rng=rng,
                               iteration=state.iteration + 1)
         rewards, values, episodes = self._whole((traj.reward, traj.value, episodes))
