@@ -7,7 +7,8 @@ the whole iteration; the rollout alone (32 steps of scoring + critic input + env
 rollout step's policy scoring (4 observations); the rollout's table (the policy on every
 reachable observation, when the variant scores one); the environment alone (32 steps x 4 envs);
 the critic feature of 4 observations by the LLM (what the cache saves); the policy
-forward+backward at 4 observations (one reference minibatch) and at one policy-update group of
+forward+backward at 4 observations (one reference minibatch) and, forward+backward and forward
+alone, at one policy-update group of
 the fresh-state rollout, scored as the update scores it (its distinct observations first, their
 count passed on), the group of median distinct count among 200 random groups (the update
 shuffles the batch, then takes groups of ``policy_group_size`` rows); it also reports their
@@ -101,6 +102,8 @@ def main():
         out.setdefault(name, {})["timed_group_level"] = [levels, level]
         r["policy_fwdbwd_group"] = best_of(functools.partial(grad, level=level), state.actor, frozen, group[rows],
                                            count, repeats=args.repeats)
+        fwd = jax.jit(lambda a, f, o, c: agent.policy_logits(f, a, o, count=c, level=level))
+        r["policy_fwd_group"] = best_of(fwd, state.actor, frozen, group[rows], count, repeats=args.repeats)
         out[name].update({k: {"best_s": round(v[0], 4), "first_call_s": round(v[1], 2)} for k, v in r.items()})
         out[name]["group_size"] = G
         out[name]["fresh_group_distinct_mean"] = float(np.mean(counts))

@@ -59,8 +59,11 @@ class NoMemoTrainer(Trainer):
 class NoTrieAgent(LLMAgent):
     """Scores every row of a batch in its own packed row (the count of real rows is ignored)."""
 
-    def policy_logits(self, frozen, actor, obs, count=None):
+    def policy_logits(self, frozen, actor, obs, count=None, level=None):
         return super().policy_logits(frozen, actor, obs)
+
+    def update_level(self, frozen, obs, count):
+        return 1, None
 
 
 def make_setup(model: str = "smollm2-135m-instruct", num_envs: int = 4, num_steps: int = 32,

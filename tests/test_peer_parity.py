@@ -100,7 +100,7 @@ def test_one_iteration_matches_ours(peer_module):
         gradient_accumulation_steps=2, policy_learning_rate=3e-4, value_learning_rate=1e-3)
     # one scoring size for the update's groups: a short compile (that scoring distinct
     # observations is exact is tests/test_ppo.py's business)
-    trainer, frozen = variant(cfg, setup, reach, S, "no-dedupe")
+    trainer, frozen = variant(cfg, setup, reach, S, "no-trie")
     state0 = jax.jit(trainer.init)(jax.random.key(0))
     # adapters with B != 0, so the policy differs from the base from the start
     actor = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(7), x.shape), state0.actor)
