@@ -46,7 +46,7 @@ def test_layout_shares_prefixes_and_fits_the_capacity(lettuce):
     obs = _rows(reach, np.arange(0, 320, 10))  # 32 observations
     tokens = table.tokenize(obs)
     P = tokens.prompt_ids.shape[1]
-    for count in (0, 1, 5, 32):
+    for count in (0, 5, 32):
         lay = jax.jit(trie_layout, static_argnums=(2, 3))(tokens, count, S, 2 * (P + S))
         capacity = lay["ids"].shape[0]
         real_prompt = int(np.asarray(tokens.prompt_len)[:count].sum())
@@ -60,8 +60,7 @@ def test_layout_shares_prefixes_and_fits_the_capacity(lettuce):
 
 
 @pytest.mark.parametrize("count,width,level", [
-    (1, None, "fit"), (17, None, "fit"), (32, None, "fit"), (3, "tight", "fit"), (32, "tight", "fit"),
-    (17, None, "full")])
+    (1, None, "fit"), (17, None, "fit"), (32, "tight", "fit"), (17, None, "full")])
 def test_logits_and_gradients_equal_packed(model, lettuce, count, width, level):
     graphdef, base, lora, _ = model
     table, reach, S = lettuce
