@@ -122,7 +122,7 @@ def grad_over_distinct(loss_of_logits, policy_logits_fn, params, obs, level_fn=N
 
     levels, level = level_fn(distinct, n) if level_fn is not None else (1, None)
     if levels == 1:
-        return at(level if level_fn is None else 0)(params)
+        return at(None if level is None else 0)(params)
     return jax.lax.switch(level, [at(k) for k in range(levels)], params)
 
 
