@@ -52,7 +52,7 @@ from envs_jax.text import encode_descriptions, max_action_tokens
 from twosome_jax.choices import NORMALIZATIONS, SCORINGS
 from twosome_jax.model.functional import apply_hidden, apply_hidden_cached, apply_lm_head
 from twosome_jax.model.kv_cache import PrefixCache
-from twosome_jax.trie_scoring import default_width, trie_layout, trie_level, trie_levels, trie_token_logprobs
+from twosome_jax.trie_scoring import action_slots, default_width, trie_layout, trie_level, trie_levels, trie_token_logprobs
 
 IMPLEMENTATIONS = SCORINGS
 
@@ -83,21 +83,12 @@ def _packed_layout(tokens, S):
     predicts each action slot [N,S], the slot's action id [N,S] (A for padding slots), and
     whether the slot holds a real token [N,S].
     """
-    prompt_ids, prompt_len, action_ids = tokens.prompt_ids, tokens.prompt_len, tokens.action_ids
+    prompt_ids, prompt_len = tokens.prompt_ids, tokens.prompt_len
     N, P = prompt_ids.shape
-    _, A, L = action_ids.shape
     T = P + S
-    alen = jnp.where(tokens.action_mask, tokens.action_len, 0).astype(jnp.int32)  # [N,A]
-    end = jnp.cumsum(alen, axis=1)  # [N,A] exclusive end of each action's run of slots
-    start = end - alen
+    block, offset, real, act, _ = action_slots(tokens, S)
     j = jnp.arange(S, dtype=jnp.int32)
-    block = jnp.sum(j[None, :, None] >= end[:, None, :], axis=-1).astype(jnp.int32)  # [N,S], A = padding
-    real = block < A
-    block_c = jnp.minimum(block, A - 1)
-    offset = jnp.where(real, j[None] - jnp.take_along_axis(start, block_c, axis=1), 0)  # [N,S]
-    flat = block_c * L + jnp.clip(offset, 0, L - 1)
-    act = jnp.take_along_axis(action_ids.reshape(N, A * L), flat, axis=1)
-    ids = jnp.concatenate([prompt_ids, jnp.where(real, act, 0)], axis=1).astype(jnp.int32)
+    ids = jnp.concatenate([prompt_ids, act], axis=1).astype(jnp.int32)
     positions = jnp.concatenate(
         [jnp.broadcast_to(jnp.arange(P, dtype=jnp.int32), (N, P)), prompt_len[:, None] + offset],
         axis=1).astype(jnp.int32)

@@ -57,9 +57,10 @@ def _sorted_prompts(tokens, count):
     return order, lcp
 
 
-def _action_slots(tokens, S):
-    """Tight packing of each row's actions (as ``scoring``'s ``packed``): per slot j < S its
-    action id (A: padding), its offset in the action, whether it is real, and its token."""
+def action_slots(tokens, S):
+    """Tight packing of each row's actions back to back in S slots (``scoring``'s ``packed``
+    and the shared rows here): per slot its action id (A: padding), its offset in the action,
+    whether it is real, and its token (0 where not real); and each row's real action tokens."""
     action_ids = tokens.action_ids
     N, A, L = action_ids.shape
     alen = jnp.where(tokens.action_mask, tokens.action_len, 0).astype(jnp.int32)
@@ -108,7 +109,7 @@ def trie_layout(tokens, count, S: int, width: int):
     M, P = pid.shape
     capacity = capacity_rows(M, P, S, width) * width
     order, lcp = _sorted_prompts(tokens, count)
-    block, offset, real, act, atotal = _action_slots(jax.tree.map(lambda x: x[order], tokens), S)
+    block, offset, real, act, atotal = action_slots(jax.tree.map(lambda x: x[order], tokens), S)
     sp, sl = pid[order], plen[order]
     valid = jnp.arange(M) < count
     d = jnp.arange(P, dtype=jnp.int32)
