@@ -183,8 +183,6 @@ def action_logprobs(graphdef, base, lora, tokens, *, implementation: str = "pack
         if prefix is not None:
             raise ValueError("scoring: count (trie scoring) takes no prefix")
         S = _static_action_tokens_max(tokens, action_tokens_max)
-        M, P = tokens.prompt_ids.shape
-        level = len(trie_levels(M, P, S, default_width(P, S))) - 1 if level is None else level
         total = trie_token_logprobs(graphdef, base, lora, tokens, count, use_lora, S, level,
                                     target_logprobs=functools.partial(_target_logprobs, graphdef, base, lora))
     elif implementation == "packed":

@@ -182,12 +182,13 @@ def trie_token_logprobs(graphdef, base, lora, tokens, count, use_lora: bool, S: 
                         target_logprobs, width: int | None = None):
     """Summed log-probability of each action's tokens, [M, A], for the first ``count`` rows of
     ``tokens`` (rows past ``count`` get 0), at ``level`` (static, an index into
-    :func:`trie_levels`; it must hold the layout, :func:`trie_level`). ``target_logprobs(hidden,
+    :func:`trie_levels` that holds the layout, :func:`trie_level`; None: the full capacity).
+    ``target_logprobs(hidden,
     targets)`` is the LM head's log-probability of each target (``scoring``'s)."""
     M, P = tokens.prompt_ids.shape
     A = tokens.action_ids.shape[1]
     width = default_width(P, S) if width is None else width
-    R, E = trie_levels(M, P, S, width)[level]
+    R, E = trie_levels(M, P, S, width)[-1 if level is None else level]
     lay = trie_layout(tokens, count, S, width)
     ids, positions, mask = _row_inputs(lay, R, width)
     hidden = apply_hidden(graphdef, base, lora, ids, positions, mask, use_lora=use_lora)
