@@ -141,3 +141,28 @@ def test_update_gradient_at_the_chosen_level_equals_one_row_per_observation():
     np.testing.assert_allclose(float(l_t), float(l_a), atol=1e-6)
     for a, b in zip(jax.tree.leaves(g_t), jax.tree.leaves(g_a)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-3)
+
+
+@pytest.mark.parametrize("task", ["entertainment", "lettuce_tomato_salad"])
+def test_reachable_table_in_shared_rows_equals_one_packed_row_each(task):
+    """The rollout's and the evaluation's table: every reachable observation in shared rows at
+    the exact size computed on the host gives the logits of scoring each in its own packed row,
+    in fewer slots than those rows."""
+    from twosome_jax.config import TrainConfig
+    from twosome_jax.run import build
+    from twosome_jax.trie_scoring import default_width
+
+    setup = build(TrainConfig(model="tiny-random", task=task), critic=False)
+    agent, frozen = setup.agent, setup.frozen
+    actor = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.PRNGKey(1), x.shape, x.dtype),
+                         agent.lora_template)
+    obs = frozen["cache_obs"]
+    tokens = agent.text_table.tokenize(obs[:1])
+    P, S = tokens.prompt_ids.shape[1], agent.action_tokens_max
+    rows, entries = agent.table_level
+    assert rows * default_width(P, S) < obs.shape[0] * (P + S)
+    got = jax.jit(agent.table_logits)(frozen, actor)
+    want = jax.jit(lambda a: agent.policy_logits(frozen, a, obs))(actor)
+    finite = np.isfinite(np.asarray(want))
+    np.testing.assert_array_equal(np.isfinite(np.asarray(got)), finite)
+    np.testing.assert_allclose(np.asarray(got)[finite], np.asarray(want)[finite], atol=2e-4, rtol=1e-5)

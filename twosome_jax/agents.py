@@ -35,6 +35,7 @@ from flax import nnx
 
 from twosome_jax import scoring
 from twosome_jax.model.llama import init_lora_a
+from twosome_jax.trie_scoring import default_width, trie_size
 
 
 def _uniform_fan_in(key, fan_in: int, shape):
@@ -109,6 +110,10 @@ class LLMAgent:
     # the most real action tokens of any observation (static): ``packed`` scoring packs the
     # actions back to back into this many slots instead of A x L padded ones
     action_tokens_max: int | None = None
+    # (rows, predicted tokens) that hold the reachable observations (``frozen["cache_obs"]``)
+    # in shared rows, exactly (``reachable_size``, computed once on the host); None: they are
+    # scored one packed row each
+    table_level: tuple[int, int] | None = None
 
     def init(self, key):
         k_actor, k_critic = jax.random.split(key)
@@ -127,6 +132,38 @@ class LLMAgent:
         return scoring.policy_logits(self.graphdef, base, lora, self.text_table.tokenize(obs),
                                      implementation=self.implementation, normalization=self.normalization,
                                      action_tokens_max=self.action_tokens_max, count=count, level=level)
+
+    def reachable_size(self, observations) -> tuple[int, int] | None:
+        """The exact shared-row size of ``observations`` (concrete, [R, obs_dim]): their prompts'
+        common prefixes read once (``trie_scoring.trie_size``); None for ``naive`` scoring or
+        an action region not bounded on the host (``action_tokens_max`` None)."""
+        if self.implementation != "packed" or self.action_tokens_max is None:
+            return None
+        tokens = self.text_table.tokenize(jnp.asarray(observations, jnp.int32))
+        return trie_size(tokens, self.action_tokens_max)
+
+    def table_logits(self, frozen, actor):
+        """Logits [R, A] of every reachable observation (``frozen["cache_obs"]``), the rollout's
+        and the evaluation's table: in shared rows at their exact size (``table_level``), the
+        scores of one packed row each (tests/test_trie_scoring.py) at a fraction of the slots
+        where the prompts share long prefixes (entertainment's 213 observations: 7,680 slots
+        against 29,607)."""
+        obs = frozen["cache_obs"]
+        if self.table_level is None:
+            return self.policy_logits(frozen, actor, obs)
+        return self.policy_logits(frozen, actor, obs, count=obs.shape[0], level=self.table_level)
+
+    def table_pays(self, frozen, visits: int) -> bool:
+        """Whether scoring every reachable observation once takes fewer model slots than
+        scoring ``visits`` observations one packed row each (both at most: the rollout's memo
+        scores only the new ones). The adapters do not change during a rollout or an
+        evaluation, so either way the logits are the same."""
+        n = frozen["cache_obs"].shape[0]
+        if self.table_level is None:
+            return n < visits
+        tokens = self.text_table.tokenize(frozen["cache_obs"][:1])
+        P, S = tokens.prompt_ids.shape[1], self.action_tokens_max
+        return self.table_level[0] * default_width(P, S) < visits * (P + S)
 
     def update_level(self, frozen, obs, count):
         """(number of static sizes, traced index of the smallest that holds the first ``count``

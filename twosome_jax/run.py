@@ -84,6 +84,7 @@ def build(cfg: TrainConfig, *, task: str | None = None, critic: bool = True) -> 
     reachable = env.reachable_observations()
     if reachable is not None:
         frozen["cache_obs"] = jnp.asarray(reachable, jnp.int32)
+        agent = dataclasses.replace(agent, table_level=agent.reachable_size(reachable))
         if critic and cfg.critic_feature_cache:
             frozen["cache_features"] = agent.feature_cache(frozen["base"], reachable)
     return Setup(cfg, env, env_params, agent, frozen=frozen, model_config=model_config,

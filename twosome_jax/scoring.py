@@ -165,7 +165,7 @@ def _target_logprobs(graphdef, base, lora, hidden, targets):
 
 def action_logprobs(graphdef, base, lora, tokens, *, implementation: str = "packed",
                     use_lora: bool = True, action_tokens_max: int | None = None,
-                    prefix: PrefixCache | None = None, count=None, level: int | None = None):
+                    prefix: PrefixCache | None = None, count=None, level: int | tuple[int, int] | None = None):
     """Summed log-probability of each action's tokens given its prompt, [N,A] float32.
 
     Invalid actions (``action_mask`` False) get 0 here; ``policy_logits`` turns them to -inf.
@@ -174,8 +174,9 @@ def action_logprobs(graphdef, base, lora, tokens, *, implementation: str = "pack
     ``use_lora``), the prompts of ``tokens`` being what follows it; see the module docstring.
     ``count`` (a traced int; ``packed`` only, without a prefix): only the first ``count`` rows
     are real, the rest padding that gets 0; they are scored in shared rows, their prompts as a
-    trie (``trie_scoring``), at the static size ``level`` (an index from :func:`trie_level_of`,
-    which picks the smallest that holds them; None: the full size).
+    trie (``trie_scoring``), at the static size ``level``: an index from :func:`trie_level_of`,
+    which picks the smallest that holds them, None for the full size, or an exact size
+    ``(rows, predicted tokens)`` (``trie_scoring.trie_size``) for a set fixed in advance.
     """
     _check_choice("scoring implementation", implementation, IMPLEMENTATIONS)
     PrefixCache.check(prefix, use_lora, "scoring")
@@ -221,7 +222,7 @@ def normalize_scores(logprob_sum, tokens, normalization: str = "word"):
 def policy_logits(graphdef, base, lora, tokens, *, implementation: str = "packed",
                   normalization: str = "word", use_lora: bool = True,
                   action_tokens_max: int | None = None, prefix: PrefixCache | None = None, count=None,
-                  level: int | None = None):
+                  level: int | tuple[int, int] | None = None):
     """Categorical logits of the TWOSOME policy for a batch of token tables, [N,A]."""
     lp = action_logprobs(graphdef, base, lora, tokens, implementation=implementation, use_lora=use_lora,
                          action_tokens_max=action_tokens_max, prefix=prefix, count=count, level=level)

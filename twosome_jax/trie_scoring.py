@@ -155,6 +155,15 @@ def trie_layout(tokens, count, S: int, width: int):
         rows=jnp.where(count > 0, last_row + 1, 0), n_real=(real & valid[:, None]).sum())
 
 
+def trie_size(tokens, S: int, width: int | None = None) -> tuple[int, int]:
+    """(rows, predicted tokens) that hold every row of the concrete ``tokens`` in shared rows:
+    the exact static size, computed on the host, of a set of observations fixed before
+    compiling (an environment's reachable observations), for ``trie_token_logprobs``."""
+    M, P = tokens.prompt_ids.shape
+    layout = trie_layout(tokens, M, S, default_width(P, S) if width is None else width)
+    return int(layout["rows"]), max(int(layout["n_real"]), 1)
+
+
 def trie_level(layout, levels) -> jax.Array:
     """Index of the smallest level that holds the layout's rows and predicted tokens."""
     rows = jnp.asarray([r for r, _ in levels])
@@ -181,14 +190,14 @@ def _row_inputs(layout, R: int, width: int):
 def trie_token_logprobs(graphdef, base, lora, tokens, count, use_lora: bool, S: int, level, *,
                         target_logprobs, width: int | None = None):
     """Summed log-probability of each action's tokens, [M, A], for the first ``count`` rows of
-    ``tokens`` (rows past ``count`` get 0), at ``level`` (static, an index into
-    :func:`trie_levels` that holds the layout, :func:`trie_level`; None: the full capacity).
-    ``target_logprobs(hidden,
+    ``tokens`` (rows past ``count`` get 0), at ``level`` (static): an index into
+    :func:`trie_levels` that holds the layout (:func:`trie_level`), None for the full capacity,
+    or a size ``(rows, predicted tokens)`` of its own (:func:`trie_size`). ``target_logprobs(hidden,
     targets)`` is the LM head's log-probability of each target (``scoring``'s)."""
     M, P = tokens.prompt_ids.shape
     A = tokens.action_ids.shape[1]
     width = default_width(P, S) if width is None else width
-    R, E = trie_levels(M, P, S, width)[-1 if level is None else level]
+    R, E = level if isinstance(level, tuple) else trie_levels(M, P, S, width)[-1 if level is None else level]
     lay = trie_layout(tokens, count, S, width)
     ids, positions, mask = _row_inputs(lay, R, width)
     hidden = apply_hidden(graphdef, base, lora, ids, positions, mask, use_lora=use_lora)
