@@ -35,7 +35,7 @@ from flax import nnx
 
 from twosome_jax import scoring
 from twosome_jax.model.llama import init_lora_a
-from twosome_jax.trie_scoring import default_width, trie_size
+from twosome_jax.trie_scoring import trie_size
 
 
 def _uniform_fan_in(key, fan_in: int, shape):
@@ -152,18 +152,6 @@ class LLMAgent:
         if self.table_level is None:
             return self.policy_logits(frozen, actor, obs)
         return self.policy_logits(frozen, actor, obs, count=obs.shape[0], level=self.table_level)
-
-    def table_pays(self, frozen, visits: int) -> bool:
-        """Whether scoring every reachable observation once takes fewer model slots than
-        scoring ``visits`` observations one packed row each (both at most: the rollout's memo
-        scores only the new ones). The adapters do not change during a rollout or an
-        evaluation, so either way the logits are the same."""
-        n = frozen["cache_obs"].shape[0]
-        if self.table_level is None:
-            return n < visits
-        tokens = self.text_table.tokenize(frozen["cache_obs"][:1])
-        P, S = tokens.prompt_ids.shape[1], self.action_tokens_max
-        return self.table_level[0] * default_width(P, S) < visits * (P + S)
 
     def update_level(self, frozen, obs, count):
         """(number of static sizes, traced index of the smallest that holds the first ``count``

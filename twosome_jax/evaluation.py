@@ -25,10 +25,10 @@ def evaluation_table(agent, frozen, actor, episodes: int):
     """The policy's logits on every reachable observation, or None where scoring step by step is
     cheaper (:func:`~twosome_jax.trainer.table_size` for ``episodes`` episodes of
     ``EVAL_STEPS_PER_EPISODE`` steps: tomato salad's 22 observations make a table even for one
-    greedy episode, lettuce-tomato salad's 806 (262 shared rows of 256 slots with SmolLM2)
-    only for 17 episodes or more). Compute it once
+    greedy episode, lettuce-tomato salad's 806 only for 26 episodes or more), scored in shared
+    rows (``agent.table_logits``). Compute it once
     and pass it to every :func:`run_episodes` of the same adapters."""
-    if not table_size(agent, frozen, episodes * EVAL_STEPS_PER_EPISODE):
+    if not table_size(frozen, episodes * EVAL_STEPS_PER_EPISODE):
         return None
     return agent.table_logits(frozen, actor)
 

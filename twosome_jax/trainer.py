@@ -41,18 +41,17 @@ class TrainState:
     env_steps: chex.Array  # int32, macro steps taken, summed over environments
 
 
-def table_size(agent, frozen, visits: int) -> int:
+def table_size(frozen, visits: int) -> int:
     """Size of the reachable set where scoring it once beats scoring ``visits`` observations
-    one by one (``agent.table_pays``), else 0 (also when the environment's observations are
-    not enumerated; only an LLM agent's ``frozen`` holds them).
+    one by one, else 0 (also when the environment's observations are not enumerated).
 
-    The adapters do not change during a rollout or an evaluation, so when scoring every
-    observation the environment can produce costs less than scoring the ones that will be
-    visited, scoring all of them once and looking the logits up at each step is exact and
-    cheaper (:func:`lookup_features`)."""
-    if "cache_obs" not in frozen:
-        return 0
-    return frozen["cache_obs"].shape[0] if agent.table_pays(frozen, visits) else 0
+    The adapters do not change during a rollout or an evaluation, so when the environment can
+    produce fewer distinct observations than will be visited, scoring all of them once and
+    looking the logits up at each step is exact and cheaper (:func:`lookup_features`). The
+    count decides, not the table's slots in shared rows against the visits' rows: a rollout's
+    memo scores only the observations it has not met, far fewer than its visits."""
+    size = frozen["cache_obs"].shape[0] if "cache_obs" in frozen else 0
+    return size if size < visits else 0
 
 
 def quarter_sizes(bound: int) -> tuple[int, ...]:
@@ -146,9 +145,8 @@ class Trainer:
     # -- rollout --------------------------------------------------------------------------
     def policy_table_size(self, frozen) -> int:
         """How many observations the rollout scores up front (0: it scores step by step):
-        :func:`table_size` for the 4 x 32 observations a rollout visits (tomato salad: 22,
-        entertainment: 213 in shared rows)."""
-        return table_size(self.agent, frozen, self.num_envs * self.num_steps)
+        :func:`table_size` for the 4 x 32 observations a rollout visits (tomato salad: 22)."""
+        return table_size(frozen, self.num_envs * self.num_steps)
 
     @property
     def policy_group_size(self) -> int:
@@ -168,8 +166,8 @@ class Trainer:
         """Batch sizes at which the rollout scores the observations it has not met yet, or ()
         when it scores every observation at every step.
 
-        Where the reachable observations are enumerated but cost more to score than a
-        rollout's visits (lettuce-tomato salad: 806, against 128 visits), the rollout keeps a
+        Where the reachable observations are enumerated but more than a rollout visits
+        (lettuce-tomato salad: 806, entertainment: 213, against 128 visits), the rollout keeps a
         memo of the logits of every reachable observation it has scored so far: the adapters
         do not change during a rollout, so a repeated observation has the logits it had. Each
         step scores only the distinct new ones, at the smallest of these sizes that holds
