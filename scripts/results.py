@@ -66,7 +66,10 @@ def train(task: str, agent: str, run_dir: Path, args) -> None:
             cmd += [x for kv in args.set for x in ("--set", kv)]
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / COMMAND_FILE).write_text(" ".join(["scripts/results.py", *sys.argv[1:]]) + "\n")
-    subprocess.run([sys.executable, "-m", "twosome_jax.train", "--no-progress", *cmd], cwd=REPO, check=True)
+    code = subprocess.run([sys.executable, "-m", "twosome_jax.train", "--no-progress", *cmd], cwd=REPO).returncode
+    if code != 0:  # the train command printed its own error; a signal is named here
+        why = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        sys.exit(f"results: the {agent} run of {task} stopped ({why}); rerun the same command to resume it")
 
 
 def summarize(run_dir: Path, threshold: float) -> dict:
