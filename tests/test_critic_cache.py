@@ -26,13 +26,16 @@ def test_reachable_set_covers_every_golden_observation(task):
     assert seen <= reachable, f"{len(seen - reachable)} golden observations are not enumerated"
 
 
-def test_lookup_equals_computed_features():
+@pytest.mark.parametrize("task", ["tomato_salad", "entertainment"])
+def test_lookup_equals_computed_features(task):
+    """The cache (every reachable prompt in shared rows) holds the feature the critic computes
+    from each prompt alone."""
     from twosome_jax.config import TrainConfig
     from twosome_jax.run import build
 
-    cached = build(TrainConfig(model="tiny-random", task="tomato_salad"))
+    cached = build(TrainConfig(model="tiny-random", task=task))
     assert "cache_features" in cached.frozen
-    obs = jnp.asarray(enumerate_reachable("tomato_salad")["obs"])
+    obs = cached.frozen["cache_obs"]
     live = dict(cached.frozen)
     del live["cache_obs"], live["cache_features"]
     actor = cached.agent.lora_template

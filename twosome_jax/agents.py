@@ -35,7 +35,7 @@ from flax import nnx
 
 from twosome_jax import scoring
 from twosome_jax.model.llama import init_lora_a
-from twosome_jax.trie_scoring import trie_size
+from twosome_jax.trie_scoring import default_width, prompts_only, trie_prompt_hidden, trie_size
 
 
 def _uniform_fan_in(key, fan_in: int, shape):
@@ -176,16 +176,18 @@ class LLMAgent:
                                        action_tokens_max=self.action_tokens_max)
         return logits, self.critic_input(frozen, actor, obs, tokens)
 
-    def feature_cache(self, base: dict, observations, chunk: int = 16):
+    def feature_cache(self, base: dict, observations):
         """The critic feature [R, D] of every observation in ``observations`` [R, obs_dim], computed
-        once (``frozen["cache_features"]``, rows in the order of ``frozen["cache_obs"]``)."""
-        fn = jax.jit(lambda base, obs: scoring.critic_features(
-            self.graphdef, nnx.State(base), nnx.State(self.lora_template), self.text_table.tokenize(obs)))
-        observations = np.asarray(observations, np.int32)
-        pad = (-len(observations)) % chunk  # fixed chunk shape: one compilation
-        padded = np.concatenate([observations, np.repeat(observations[:1], pad, 0)])
-        features = [np.asarray(fn(base, padded[i:i + chunk])) for i in range(0, len(padded), chunk)]
-        return jnp.asarray(np.concatenate(features)[: len(observations)])
+        once (``frozen["cache_features"]``, rows in the order of ``frozen["cache_obs"]``): their
+        prompts in shared rows, each common prefix read once (``trie_prompt_hidden``;
+        lettuce-tomato salad's 806 prompts in 101 rows of 256 slots, against 64,480 slots one
+        row each), the features ``scoring.critic_features`` gives (tests/test_critic_cache.py)."""
+        observations = jnp.asarray(np.asarray(observations, np.int32))
+        tokens = self.text_table.tokenize(observations)
+        rows, _ = trie_size(prompts_only(tokens), 1, default_width(tokens.prompt_ids.shape[1], 0))
+        fn = jax.jit(lambda base, tokens: trie_prompt_hidden(
+            self.graphdef, nnx.State(base), nnx.State(self.lora_template), tokens, False, rows))
+        return fn(base, tokens)
 
     def value(self, critic, critic_input):
         return apply_mlp(critic, critic_input)[..., 0]
