@@ -56,7 +56,8 @@ def build(cfg: TrainConfig, *, task: str | None = None, critic: bool = True) -> 
     them (the rollout's and the evaluation's tables of policy logits are built on them). The
     critic-feature cache (``cfg.critic_feature_cache``) is computed only when ``critic``: an
     evaluation reads no value, and the cache is a forward pass over every reachable prompt (806
-    for lettuce-tomato salad, minutes of CPU for SmolLM2)."""
+    for lettuce-tomato salad, 23 s of CPU for SmolLM2 in shared rows: benchmarks/README.md).
+    The table's exact shared-row size (``LLMAgent.table_level``) is computed here, on the host."""
     from flax import nnx
 
     from twosome_jax.agents import LLMAgent, MLPAgent
