@@ -23,6 +23,11 @@ text are read once per observation. Here the observations share rows instead:
   ``lax.switch`` branch (``ppo.grad_over_distinct``), so only the chosen level's activations
   are held and the cost follows the group's real tokens.
 
+A set fixed before compiling, an environment's reachable observations, is laid out on the host
+instead (:func:`trie_size`) and scored at exactly its size: the rollout's and the evaluation's
+table of logits (``LLMAgent.table_logits``) and, with the actions left out, the critic-feature
+cache (:func:`trie_prompt_hidden`, the hidden state at each prompt's last token).
+
 The capacity is static and always enough: a row of ``width >= P + S`` slots holds at least
 ``width // (P + S)`` observations even with no sharing.
 """
