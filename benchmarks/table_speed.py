@@ -44,24 +44,25 @@ def measure(task: str, model: str, rounds: int, critic: bool) -> dict:
     from twosome_jax.config import TrainConfig
     from twosome_jax.run import build
     from twosome_jax.scoring import critic_features
-    from twosome_jax.trie_scoring import default_width, prompts_only, trie_prompt_hidden, trie_size
+    from twosome_jax.trie_scoring import default_width, prompt_rows, trie_prompt_hidden
 
     setup = build(TrainConfig(model=model, task=task), critic=False)
     agent, frozen = setup.agent, setup.frozen
     actor = agent.init(jax.random.key(0))[0]
     obs = frozen["cache_obs"]
-    tokens = agent.text_table.tokenize(obs[:1])
-    P, S = tokens.prompt_ids.shape[1], agent.action_tokens_max
-    rows, entries = agent.table_level
-    fns = {"shared rows": jax.jit(agent.table_logits),
-           "packed rows": jax.jit(lambda f, a: agent.policy_logits(f, a, f["cache_obs"]))}
+    P = agent.text_table.tokenize(obs[:1]).prompt_ids.shape[1]
     if critic:  # the prompts alone, in rows of default_width(P, 0), against one row of P each
         S, entries = 0, 0
-        rows = trie_size(prompts_only(agent.text_table.tokenize(obs)), 1, default_width(P, 0))[0]
+        rows = prompt_rows(agent.text_table.tokenize(obs))
         states = lambda f, a: (agent.graphdef, nnx.State(f["base"]), nnx.State(a))
         fns = {"shared rows": jax.jit(lambda f, a: trie_prompt_hidden(
                    *states(f, a), agent.text_table.tokenize(f["cache_obs"]), False, rows)),
                "packed rows": jax.jit(lambda f, a: critic_features(*states(f, a), agent.text_table.tokenize(f["cache_obs"])))}
+    else:
+        S = agent.action_tokens_max
+        rows, entries = agent.table_level
+        fns = {"shared rows": jax.jit(agent.table_logits),
+               "packed rows": jax.jit(lambda f, a: agent.policy_logits(f, a, f["cache_obs"]))}
     first, outs = {}, {}
     for name, fn in fns.items():
         first[name], outs[name] = _timed(fn, frozen, actor)

@@ -159,7 +159,7 @@ def test_reachable_table_in_shared_rows_equals_one_packed_row_each(task):
     obs = frozen["cache_obs"]
     tokens = agent.text_table.tokenize(obs[:1])
     P, S = tokens.prompt_ids.shape[1], agent.action_tokens_max
-    rows, entries = agent.table_level
+    rows, _ = agent.table_level
     assert rows * default_width(P, S) < obs.shape[0] * (P + S)
     got = jax.jit(agent.table_logits)(frozen, actor)
     want = jax.jit(lambda a: agent.policy_logits(frozen, a, obs))(actor)

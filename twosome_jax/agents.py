@@ -35,7 +35,7 @@ from flax import nnx
 
 from twosome_jax import scoring
 from twosome_jax.model.llama import init_lora_a
-from twosome_jax.trie_scoring import default_width, prompts_only, trie_prompt_hidden, trie_size
+from twosome_jax.trie_scoring import prompt_rows, trie_prompt_hidden, trie_size
 
 
 def _uniform_fan_in(key, fan_in: int, shape):
@@ -146,8 +146,8 @@ class LLMAgent:
         """Logits [R, A] of every reachable observation (``frozen["cache_obs"]``), the rollout's
         and the evaluation's table: in shared rows at their exact size (``table_level``), the
         scores of one packed row each (tests/test_trie_scoring.py) at a fraction of the slots
-        where the prompts share long prefixes (entertainment's 213 observations: 7,680 slots
-        against 29,607)."""
+        where the prompts share long prefixes (entertainment's 213 observations with SmolLM2:
+        7,680 slots against 29,607)."""
         obs = frozen["cache_obs"]
         if self.table_level is None:
             return self.policy_logits(frozen, actor, obs)
@@ -184,7 +184,7 @@ class LLMAgent:
         row each), the features ``scoring.critic_features`` gives (tests/test_critic_cache.py)."""
         observations = jnp.asarray(np.asarray(observations, np.int32))
         tokens = self.text_table.tokenize(observations)
-        rows, _ = trie_size(prompts_only(tokens), 1, default_width(tokens.prompt_ids.shape[1], 0))
+        rows = prompt_rows(tokens)
         fn = jax.jit(lambda base, tokens: trie_prompt_hidden(
             self.graphdef, nnx.State(base), nnx.State(self.lora_template), tokens, False, rows))
         return fn(base, tokens)

@@ -169,19 +169,25 @@ def trie_size(tokens, S: int, width: int | None = None) -> tuple[int, int]:
     return int(layout["rows"]), max(int(layout["n_real"]), 1)
 
 
-def prompts_only(tokens):
+def _prompts_only(tokens):
     """``tokens`` with no action offered: a layout of the prompts alone (the critic's input)."""
     return tokens.replace(action_mask=jnp.zeros_like(tokens.action_mask))
 
 
-def trie_prompt_hidden(graphdef, base, lora, tokens, use_lora: bool, rows: int, *, width: int | None = None):
+def prompt_rows(tokens) -> int:
+    """Rows of ``default_width(P, 0)`` slots that hold the concrete ``tokens``' prompts alone in
+    shared rows: the static ``rows`` of :func:`trie_prompt_hidden`, computed on the host."""
+    return trie_size(_prompts_only(tokens), 1, default_width(tokens.prompt_ids.shape[1], 0))[0]
+
+
+def trie_prompt_hidden(graphdef, base, lora, tokens, use_lora: bool, rows: int):
     """The hidden state at each prompt's last token, [M, D], every row of ``tokens`` with its
     prompt alone in shared rows (its common prefix with the previous sorted prompt read once):
-    what ``scoring.critic_features`` computes one row each. ``rows`` (static) holds them:
-    ``trie_size(prompts_only(tokens), 1, width)[0]``."""
+    what ``scoring.critic_features`` computes one row each. ``rows`` (static) holds them
+    (:func:`prompt_rows`)."""
     M, P = tokens.prompt_ids.shape
-    width = default_width(P, 0) if width is None else width
-    lay = trie_layout(prompts_only(tokens), M, 1, width)
+    width = default_width(P, 0)
+    lay = trie_layout(_prompts_only(tokens), M, 1, width)
     ids, positions, mask = _row_inputs(lay, rows, width)
     hidden = apply_hidden(graphdef, base, lora, ids, positions, mask, use_lora=use_lora)
     last = jnp.take_along_axis(lay["slot_of"], jnp.maximum(tokens.prompt_len[lay["order"]] - 1, 0)[:, None], axis=1)
